@@ -1,0 +1,21 @@
+"""Entry point for stpipe: the steps and pipelines this package provides.
+
+This module must import nothing: ``stpipe list`` and ``strun`` read it for every
+installed plugin, and importing jwst here would slow every command line call.
+"""
+
+__all__ = ["get_steps"]
+
+
+def get_steps():
+    """Return the stpipe steps and pipelines of nodcombine.
+
+    Returns
+    -------
+    list of tuple of (str, str, bool)
+        Fully qualified class name, alias used by ``strun``, and whether the
+        class is a pipeline.
+    """
+    return [
+        ("nodcombine.steps.NodDiffStep", "nod_diff", False),
+    ]
