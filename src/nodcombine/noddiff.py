@@ -29,7 +29,9 @@ from scipy import ndimage
 
 __all__ = [
     "VARIANCE_COMPONENTS",
+    "MaskSettings",
     "NodDiffResult",
+    "mask_pixels",
     "find_cross_exposure_outliers",
     "group_nod_positions",
     "nod_difference",
@@ -72,6 +74,77 @@ class NodDiffResult:
     usable: np.ndarray
     outliers: np.ndarray
     positions: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class MaskSettings:
+    """Which pixels to leave out before differencing, and the DQ bits involved.
+
+    Attributes
+    ----------
+    do_not_use, failed_open, other_bad : int
+        DQ bits: pixels not to use; light from failed-open shutters; the bit set on
+        pixels removed by these masks.
+    failed_open_dilation : int
+        Pixels by which to grow the failed-open mask.
+    min_bar : float
+        Bar-shadow throughput floor.
+    edge_pixels : int
+        Pixels along the slit to drop next to uncovered ones.
+    stuck_threshold : float
+        Shutter-to-slitlet light ratio below which a shutter is stuck closed; 0
+        disables the test.
+    """
+
+    do_not_use: int
+    failed_open: int = 0
+    other_bad: int = 0
+    failed_open_dilation: int = 1
+    min_bar: float = 0.0
+    edge_pixels: int = 0
+    stuck_threshold: float = 0.0
+
+
+def mask_pixels(data, variances, dq, settings, *, barshadow=None, shutter_index=None):
+    """Usable pixels and the DQ bits to record on the ones the masks removed.
+
+    Parameters
+    ----------
+    data : numpy.ndarray, shape (n_exp, ny, nx)
+        Science arrays.
+    variances : dict of str to numpy.ndarray
+        Variance components, each like ``data``.
+    dq : numpy.ndarray of int, shape (n_exp, ny, nx)
+        Data-quality flags.
+    settings : MaskSettings
+        Mask parameters and DQ bits.
+    barshadow : numpy.ndarray, optional
+        Bar-shadow throughput, like ``data``.
+    shutter_index : numpy.ndarray of int, optional
+        Shutter of each pixel (negative outside shutters), like ``data``.
+
+    Returns
+    -------
+    usable : numpy.ndarray of bool, shape (n_exp, ny, nx)
+    flags : numpy.ndarray of uint32, shape (n_exp, ny, nx)
+        ``do_not_use | other_bad`` on covered pixels the masks removed.
+    stuck : list of tuple of (int, int)
+        ``(exposure, shutter)`` pairs found stuck closed.
+    """
+    usable = usable_pixels(
+        data, variances, dq, do_not_use=settings.do_not_use, failed_open=settings.failed_open,
+        failed_open_dilation=settings.failed_open_dilation, barshadow=barshadow,
+        min_bar=settings.min_bar, edge_pixels=settings.edge_pixels,
+    )
+    stuck = []
+    if shutter_index is not None and settings.stuck_threshold > 0:
+        closed, stuck = stuck_closed_mask(
+            data, shutter_index, usable, threshold=settings.stuck_threshold
+        )
+        usable &= ~closed
+    removed = np.isfinite(data) & ((dq & settings.do_not_use) == 0) & ~usable
+    flags = np.where(removed, settings.do_not_use | settings.other_bad, 0).astype(np.uint32)
+    return usable, flags, stuck
 
 
 def group_nod_positions(offsets, *, tolerance):

@@ -283,7 +283,7 @@ def _slit_frames(mode):
 
 
 def _nirspec_wcs(mode, wave_um, trace_coeffs, origin, shape, source_pos, sky_pos):
-    """gwcs detector -> slit_frame -> world for one NIRSpec cutout.
+    """Gwcs detector -> slit_frame -> world for one NIRSpec cutout.
 
     ``trace_coeffs`` give the row of slit y = 0 in window coordinates; ``origin``
     is the cutout's offset in that window, so the WCS takes cutout pixels as real
@@ -326,7 +326,7 @@ def _nirspec_wcs(mode, wave_um, trace_coeffs, origin, shape, source_pos, sky_pos
 
 
 def _miri_wcs(mode, wave_um, trace_coeffs, origin, shape, sky_pos, slit_centre_dec):
-    """gwcs detector -> world for a MIRI LRS slit image (dispersion along y).
+    """Gwcs detector -> world for a MIRI LRS slit image (dispersion along y).
 
     MIRI LRS has no ``slit_frame``; the along-slit sky offset is (x - centre(y))
     times the pixel scale, so the inverse from (ra, dec, wavelength) is exact.

@@ -1,0 +1,19 @@
+"""nodcombine: nodded-slit reductions for JWST as stpipe steps."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("nodcombine")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = ["NodDiffStep", "__version__"]
+
+
+def __getattr__(name):
+    # Steps import jwst, which is slow; load them only when asked for.
+    if name in ("NodDiffStep",):
+        from nodcombine import steps
+
+        return getattr(steps, name)
+    raise AttributeError(f"module 'nodcombine' has no attribute {name!r}")

@@ -1,0 +1,403 @@
+"""The one adapter between jwst datamodels and the numpy kernels.
+
+Everything that reads or writes a datamodel attribute lives here: grouping the
+slits of a visit by source, aligning cutouts by ``xstart``/``ystart``, turning
+MIRI LRS images (dispersion along detector y) into the kernels' axis order
+``(n_spatial, n_dispersion)``, evaluating the WCS for the predicted trace and the
+shutter map, and writing results back with their DQ flags.
+"""
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+from stdatamodels.jwst import datamodels
+from stdatamodels.jwst.datamodels import dqflags
+
+from nodcombine.noddiff import VARIANCE_COMPONENTS
+
+__all__ = [
+    "DQ",
+    "NIRSPEC_SHUTTER_PITCH",
+    "SourceGroup",
+    "SourceStack",
+    "exposure_slits",
+    "group_by_source",
+    "nod_offset",
+    "stack_source",
+    "write_differences",
+]
+
+log = logging.getLogger(__name__)
+
+DQ = dqflags.pixel
+
+#: shutter pitch along the slit in NIRSpec ``slit_frame`` units (0.529″ / 0.46″)
+NIRSPEC_SHUTTER_PITCH = 1.15
+
+_KNOWN_DISPERSERS = {
+    "NIRSPEC": {"PRISM", "G140M", "G235M", "G395M", "G140H", "G235H", "G395H"},
+    "MIRI": {"P750L"},
+}
+_SLIT_EXP_TYPES = {"NRS_MSASPEC", "NRS_FIXEDSLIT", "MIR_LRS-FIXEDSLIT"}
+
+#: extra arrays written on each ``_nod`` slit: variance of the subtracted reference
+REF_VARIANCE_ATTRS = {c: f"nod_ref_{c}" for c in VARIANCE_COMPONENTS}
+
+
+@dataclass
+class SlitRef:
+    """One slit of one exposure: where it lives and how to read it."""
+
+    exposure: int
+    model: object
+    slit: object
+    filename: str
+
+    @property
+    def label(self):
+        """``file[slit]`` for messages."""
+        return f"{self.filename}[slit {getattr(self.slit, 'name', None) or 'image'}]"
+
+
+@dataclass
+class SourceGroup:
+    """The slits of all exposures that saw one source with one disperser."""
+
+    key: tuple
+    members: list = field(default_factory=list)
+
+    @property
+    def label(self):
+        """Readable name: program, observation, disperser, slit and source."""
+        return "/".join(str(k) for k in self.key[3:])
+
+
+def _filename(model, index):
+    return model.meta.filename or f"exposure {index}"
+
+
+def _is_slit_container(model):
+    return isinstance(model, datamodels.MultiSlitModel)
+
+
+def _disperser(model):
+    instrument = (model.meta.instrument.name or "").upper()
+    if instrument == "MIRI":
+        return instrument, model.meta.instrument.filter
+    return instrument, model.meta.instrument.grating
+
+
+def exposure_slits(model, index):
+    """The slits of one exposure and the reason if it cannot be used.
+
+    Parameters
+    ----------
+    model : DataModel
+        A ``MultiSlitModel``, ``SlitModel`` or (MIRI LRS) ``ImageModel``.
+    index : int
+        Position of the exposure in the input, for messages and bookkeeping.
+
+    Returns
+    -------
+    slits : list of SlitRef
+    problem : str or None
+        Why the exposure is unusable, naming the file and field.
+    """
+    name = _filename(model, index)
+    exp_type = model.meta.exposure.type
+    if exp_type not in _SLIT_EXP_TYPES:
+        return [], f"{name}: meta.exposure.type={exp_type!r} is not nodded slit data"
+    instrument, disperser = _disperser(model)
+    if disperser not in _KNOWN_DISPERSERS.get(instrument, ()):
+        field_name = "filter" if instrument == "MIRI" else "grating"
+        return [], f"{name}: unknown meta.instrument.{field_name}={disperser!r}"
+    if _is_slit_container(model):
+        return [SlitRef(index, model, slit, name) for slit in model.slits], None
+    if isinstance(model, (datamodels.SlitModel, datamodels.ImageModel)):
+        return [SlitRef(index, model, model, name)], None
+    return [], f"{name}: a {type(model).__name__} is not slit data"
+
+
+def _source_key(ref):
+    meta = ref.model.meta
+    slit = ref.slit
+    obs = meta.observation
+    slit_name = getattr(slit, "name", None) or "LRS"
+    source = getattr(slit, "source_id", None)
+    if source is None:
+        source = meta.target.catalog_name or meta.target.proposer_name or 0
+    return (
+        obs.program_number, obs.observation_number, obs.visit_number,
+        meta.instrument.detector, "-".join(str(d) for d in _disperser(ref.model)),
+        slit_name, source,
+    )
+
+
+def group_by_source(models):
+    """Group the slits of a visit by source.
+
+    The key is (program, observation, visit, detector, disperser, slit name,
+    source id), so one source seen by two dispersers forms two groups.
+
+    Parameters
+    ----------
+    models : sequence of DataModel
+        The exposures.
+
+    Returns
+    -------
+    groups : list of SourceGroup
+        In order of first appearance.
+    problems : list of str
+        Exposures that could not be used, with the reason.
+    """
+    groups, problems = {}, []
+    for index, model in enumerate(models):
+        slits, problem = exposure_slits(model, index)
+        if problem:
+            problems.append(problem)
+        for ref in slits:
+            key = _source_key(ref)
+            groups.setdefault(key, SourceGroup(key)).members.append(ref)
+    return list(groups.values()), problems
+
+
+def nod_offset(ref, position_key):
+    """The quantity that identifies an exposure's nod position.
+
+    Parameters
+    ----------
+    ref : SlitRef
+        The slit.
+    position_key : {"auto", "position_number", "shutter_state", "x_offset", "y_offset"}
+        Which metadata to use; ``auto`` takes the dither offset (arcsec) along
+        the slit: ``y_offset`` for NIRSpec, ``x_offset`` for MIRI LRS.
+
+    Returns
+    -------
+    float or str
+    """
+    dither = ref.model.meta.dither
+    if position_key == "auto":
+        position_key = "x_offset" if ref.model.meta.instrument.name == "MIRI" else "y_offset"
+    if position_key == "shutter_state":
+        value = getattr(ref.slit, "shutter_state", None)
+    else:
+        value = getattr(dither, position_key, None)
+    if value is None:
+        field_name = "shutter_state" if position_key == "shutter_state" else f"meta.dither.{position_key}"
+        raise ValueError(f"{ref.label}: {field_name} is missing; cannot identify the nod position")
+    return value
+
+
+@dataclass(frozen=True)
+class SourceStack:
+    """Arrays of one source's exposures on a common grid, kernel orientation.
+
+    ``window`` gives each member's cutout within the grid as
+    ``(row0, col0, n_rows, n_cols)`` in kernel orientation.
+    """
+
+    members: list
+    data: np.ndarray
+    variances: dict
+    dq: np.ndarray
+    barshadow: np.ndarray | None
+    trace_rows: np.ndarray | None
+    shutter_index: np.ndarray | None
+    windows: list
+    transposed: bool
+
+
+def _origin(ref):
+    """1-based detector origin (xstart, ystart) of a slit or image."""
+    if ref.slit is ref.model and isinstance(ref.model, datamodels.ImageModel):
+        sub = ref.model.meta.subarray
+        return (sub.xstart or 1), (sub.ystart or 1)
+    return (ref.slit.xstart or 1), (ref.slit.ystart or 1)
+
+
+def _required_array(ref, name):
+    array = getattr(ref.slit, name, None)
+    if array is None or np.size(array) == 0 or array.shape != ref.slit.data.shape:
+        raise ValueError(f"{ref.label}: array {name!r} is missing or has the wrong shape")
+    return np.asarray(array, dtype=float)
+
+
+def _check_slit(ref):
+    """Raise ValueError naming the slit and field if it cannot be differenced."""
+    data = getattr(ref.slit, "data", None)
+    if data is None or data.ndim != 2 or data.size == 0:
+        raise ValueError(f"{ref.label}: no 2-D 'data' array")
+    if not np.isfinite(data).any():
+        raise ValueError(f"{ref.label}: 'data' is all NaN")
+    if ref.slit.meta.wcs is None:
+        raise ValueError(f"{ref.label}: no WCS (meta.wcs); run assign_wcs/extract_2d first")
+    for name in VARIANCE_COMPONENTS:
+        _required_array(ref, name)
+
+
+def _dispersion_is_vertical(ref):
+    wcsinfo = getattr(ref.model.meta, "wcsinfo", None)
+    return getattr(wcsinfo, "dispersion_direction", None) == 2
+
+
+def _column_wavelength_um(ref, axis):
+    """Wavelength of each dispersion pixel of the cutout, micron (NaN if unknown)."""
+    wave = getattr(ref.slit, "wavelength", None)
+    if wave is None or wave.shape != ref.slit.data.shape or not np.isfinite(wave).any():
+        ny, nx = ref.slit.data.shape
+        yy, xx = np.mgrid[:ny, :nx]
+        wave = np.asarray(ref.slit.meta.wcs(xx, yy)[-1], dtype=float)
+    with np.errstate(all="ignore"), np.testing.suppress_warnings() as sup:
+        sup.filter(RuntimeWarning)
+        return np.nanmedian(np.asarray(wave, dtype=float), axis=axis)
+
+
+def _predicted_trace(ref, vertical):
+    """Source position along the slit per dispersion pixel, cutout coordinates.
+
+    NIRSpec: ``slit_frame -> detector`` at the planned (source_xpos, source_ypos);
+    MIRI LRS: ``world -> detector`` at the target's RA/Dec.
+    """
+    wcs = ref.slit.meta.wcs
+    n_disp = ref.slit.data.shape[0 if vertical else 1]
+    wave_um = _column_wavelength_um(ref, axis=1 if vertical else 0)
+    ok = np.isfinite(wave_um)
+    if "slit_frame" in wcs.available_frames:
+        xpos = getattr(ref.slit, "source_xpos", None) or 0.0
+        ypos = getattr(ref.slit, "source_ypos", None) or 0.0
+        to_detector = wcs.get_transform("slit_frame", "detector")
+        x, y = to_detector(np.full(ok.sum(), xpos), np.full(ok.sum(), ypos), wave_um[ok] * 1e-6)
+    else:
+        target = ref.model.meta.target
+        ra = getattr(ref.slit, "source_ra", None) or target.ra
+        dec = getattr(ref.slit, "source_dec", None) or target.dec
+        if ra is None or dec is None:
+            return None
+        x, y = wcs.backward_transform(np.full(ok.sum(), ra), np.full(ok.sum(), dec), wave_um[ok])
+    along, disp = (np.asarray(x), np.asarray(y)) if vertical else (np.asarray(y), np.asarray(x))
+    good = np.isfinite(along) & np.isfinite(disp)
+    if good.sum() < 2:
+        return None
+    order = np.argsort(disp[good])
+    return np.interp(np.arange(n_disp), disp[good][order], along[good][order])
+
+
+def _shutter_map(ref):
+    """Index of the MSA shutter (position in ``shutter_state``) of each pixel; -1 elsewhere."""
+    state = getattr(ref.slit, "shutter_state", None)
+    wcs = ref.slit.meta.wcs
+    if not state or "x" not in state or "slit_frame" not in wcs.available_frames:
+        return None
+    ny, nx = ref.slit.data.shape
+    yy, xx = np.mgrid[:ny, :nx]
+    y_slit = np.asarray(wcs.get_transform("detector", "slit_frame")(xx, yy)[1])
+    with np.errstate(invalid="ignore"):
+        index = np.rint(y_slit / NIRSPEC_SHUTTER_PITCH) + state.index("x")
+    index = np.where(np.isfinite(index), index, -1).astype(int)
+    index[(index < 0) | (index >= len(state))] = -1
+    return index
+
+
+def stack_source(members, *, with_shutters=False):
+    """Put one source's exposures on a common grid in kernel orientation.
+
+    Parameters
+    ----------
+    members : list of SlitRef
+        Checked slits of one source (see `check_member`).
+    with_shutters : bool, optional
+        Also evaluate the MSA shutter map (for stuck-closed detection).
+
+    Returns
+    -------
+    SourceStack
+    """
+    vertical = _dispersion_is_vertical(members[0])
+    origins = [_origin(ref) for ref in members]
+    shapes = [ref.slit.data.shape for ref in members]
+    x0 = min(o[0] for o in origins)
+    y0 = min(o[1] for o in origins)
+    nx = max(o[0] + s[1] for o, s in zip(origins, shapes, strict=True)) - x0
+    ny = max(o[1] + s[0] for o, s in zip(origins, shapes, strict=True)) - y0
+    n = len(members)
+
+    def place(arrays, fill, dtype):
+        grid = np.full((n, ny, nx), fill, dtype=dtype)
+        for k, (arr, (xs, ys), (h, w)) in enumerate(zip(arrays, origins, shapes, strict=True)):
+            grid[k, ys - y0:ys - y0 + h, xs - x0:xs - x0 + w] = arr
+        return grid.transpose(0, 2, 1) if vertical else grid
+
+    data = place([ref.slit.data for ref in members], np.nan, float)
+    variances = {c: place([_required_array(r, c) for r in members], np.nan, float)
+                 for c in VARIANCE_COMPONENTS}
+    dq = place([np.asarray(r.slit.dq, dtype=np.uint32) for r in members], DQ["DO_NOT_USE"],
+               np.uint32)
+    bars = [getattr(r.slit, "barshadow", None) for r in members]
+    have_bars = all(b is not None and b.shape == r.slit.data.shape for b, r in zip(bars, members, strict=True))
+    barshadow = place(bars, np.nan, float) if have_bars else None
+
+    windows, traces = [], []
+    for ref, (xs, ys), (h, w) in zip(members, origins, shapes, strict=True):
+        row0, col0 = (xs - x0, ys - y0) if vertical else (ys - y0, xs - x0)
+        n_rows, n_cols = (w, h) if vertical else (h, w)
+        windows.append((row0, col0, n_rows, n_cols))
+        trace = _predicted_trace(ref, vertical)
+        if trace is not None:
+            cols = np.arange(data.shape[2]) - col0
+            traces.append(np.interp(cols, np.arange(n_cols), trace) + row0)
+    trace_rows = np.stack(traces) if len(traces) == n else None
+
+    shutter_index = None
+    if with_shutters and not vertical:
+        maps = [_shutter_map(r) for r in members]
+        if all(m is not None for m in maps):
+            shutter_index = place(maps, -1, int)
+    return SourceStack(members, data, variances, dq, barshadow, trace_rows, shutter_index,
+                       windows, vertical)
+
+
+def check_member(ref):
+    """Return None if the slit can be differenced, else the reason (file, slit, field)."""
+    try:
+        _check_slit(ref)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def write_differences(stack, result, *, mask_flags):
+    """Write nod differences into each member slit, on its own cutout.
+
+    Parameters
+    ----------
+    stack : SourceStack
+        The grid the result was computed on.
+    result : NodDiffResult
+        Kernel output.
+    mask_flags : numpy.ndarray of uint32, shape of ``stack.data``
+        DQ bits for pixels removed by masks (failed-open, stuck, bar, edge).
+    """
+    flags = mask_flags.copy()
+    flags[result.outliers] |= DQ["OUTLIER"] | DQ["DO_NOT_USE"]
+    flags[~result.valid] |= DQ["DO_NOT_USE"]
+    for k, (ref, (row0, col0, n_rows, n_cols)) in enumerate(zip(stack.members, stack.windows, strict=True)):
+        cut = (k, slice(row0, row0 + n_rows), slice(col0, col0 + n_cols))
+
+        def back(grid, dtype=np.float32, cut=cut):
+            arr = grid[cut]
+            return np.ascontiguousarray(arr.T if stack.transposed else arr).astype(dtype)
+
+        slit = ref.slit
+        slit.data = back(result.data)
+        total = np.zeros(slit.data.shape, dtype=np.float32)
+        for c in VARIANCE_COMPONENTS:
+            var = back(result.variances[c])
+            setattr(slit, c, var)
+            setattr(slit, REF_VARIANCE_ATTRS[c], back(result.ref_variances[c]))
+            total = total + var
+        slit.err = np.sqrt(total)
+        slit.dq = np.asarray(slit.dq, dtype=np.uint32) | back(flags, np.uint32)
+        slit.nod_position = int(result.positions[k])

@@ -1,0 +1,152 @@
+"""NodDiffStep: subtract the sky by differencing the exposures of a nod pattern."""
+
+import logging
+
+import numpy as np
+from jwst.datamodels import ModelContainer
+
+from nodcombine import models as adapter
+from nodcombine.noddiff import MaskSettings, group_nod_positions, mask_pixels, nod_difference
+from nodcombine.steps.base import NodcombineStep
+
+__all__ = ["NodDiffStep"]
+
+log = logging.getLogger(__name__)
+
+
+class NodDiffStep(NodcombineStep):
+    """Difference the unrectified cutouts of the nod positions of a visit.
+
+    Each slit of each exposure becomes that exposure minus the mean of the
+    exposures at the other nod positions, with ``var_poisson``, ``var_rnoise``
+    and ``var_flat`` propagated, masked pixels (DQ, failed-open and stuck-closed
+    shutters, bar shadows, slit edges) left out and cosmic rays missed by jump
+    detection found by comparing the exposures.
+    """
+
+    class_alias = "nod_diff"
+
+    spec = """
+    position_key = option('auto', 'position_number', 'shutter_state', 'x_offset', 'y_offset', default='auto')  # metadata that identifies nod positions; auto = dither offset along the slit
+    position_tolerance = float(default=0.1, min=0)  # arcsec: offsets closer than this are one nod position
+    n_sigma_outlier = float(default=5.0, min=0)  # cross-exposure outlier threshold in sigma; 0 disables
+    outlier_model_fraction = float(default=0.5, min=0)  # fraction of the local source peak added to the outlier threshold
+    outlier_iterations = integer(default=3, min=1)  # rounds of outlier rejection
+    failed_open_dilation = integer(default=1, min=0)  # pixels by which to grow the MSA_FAILED_OPEN mask
+    min_bar = float(default=0.4, min=0, max=1)  # bar-shadow throughput below which pixels are masked
+    edge_pixels = integer(default=1, min=0)  # pixels along the slit masked next to the slit edges
+    stuck_threshold = float(default=0.3, min=0, max=1)  # MOS: shutter/slitlet light ratio below which a shutter is stuck closed; 0 disables
+    """  # noqa: E501
+
+    def process(self, input_data):
+        """Difference the nod positions of every source in the input.
+
+        Parameters
+        ----------
+        input_data : str, list or ModelContainer
+            A spec3 association, or ``_cal`` files or models of one visit.
+
+        Returns
+        -------
+        ModelContainer
+            One model per exposure with the differences (suffix ``_nod``).
+        """
+        # one _nod product per exposure, named after it
+        self.output_use_model = True
+        container = self.prepare_output(input_data)
+        problem = _input_problem(container)
+        if problem:
+            return self._skip(container, problem)
+        groups, problems = adapter.group_by_source(container)
+        for message in problems:
+            log.warning("SKIPPED %s", message)
+        done = sum(self._difference_group(group) for group in groups)
+        log.info("nod_diff: %d of %d sources differenced", done, len(groups))
+        status = "COMPLETE" if done else "SKIPPED"
+        for model in container:
+            model.meta.cal_step.nod_diff = status
+        return container
+
+    def default_suffix(self):
+        """Suffix of the products: ``nod``."""
+        return "nod"
+
+    def _skip(self, result, reason):
+        log.warning("SKIPPED nod_diff: %s", reason)
+        for model in result if isinstance(result, ModelContainer) else [result]:
+            model.meta.cal_step.nod_diff = "SKIPPED"
+        return result
+
+    def _difference_group(self, group):
+        """Difference one source; log and return False if it cannot be done."""
+        members = []
+        for ref in group.members:
+            problem = adapter.check_member(ref)
+            if problem:
+                log.warning("SKIPPED %s", problem)
+            else:
+                members.append(ref)
+        try:
+            positions = self._positions(members)
+            stack = adapter.stack_source(members, with_shutters=self.stuck_threshold > 0)
+            usable, flags, stuck = mask_pixels(
+                stack.data, stack.variances, stack.dq, self._mask_settings(),
+                barshadow=stack.barshadow, shutter_index=stack.shutter_index,
+            )
+            if stack.trace_rows is None and self.n_sigma_outlier > 0:
+                log.warning("%s: no predicted trace from the WCS; outlier rejection off",
+                            group.label)
+            result = nod_difference(
+                stack.data, stack.variances, positions, usable=usable,
+                trace_rows=stack.trace_rows, n_sigma_outlier=self.n_sigma_outlier,
+                outlier_model_fraction=self.outlier_model_fraction,
+                outlier_iterations=self.outlier_iterations,
+            )
+        except ValueError as err:
+            log.warning("SKIPPED source %s: %s", group.label, err)
+            return False
+        adapter.write_differences(stack, result, mask_flags=flags)
+        for exposure, shutter in stuck:
+            log.info("%s: shutter %d stuck closed in %s", group.label, shutter,
+                     members[exposure].filename)
+        log.info("%s: %d exposures at %d nod positions, %d outlier pixels",
+                 group.label, len(members), positions.max() + 1, result.outliers.sum())
+        return True
+
+    def _positions(self, members):
+        """Nod position label of each member, from the configured metadata."""
+        if len(members) < 2:
+            raise ValueError(f"{len(members)} usable exposure(s); a nod difference needs two")
+        values = [adapter.nod_offset(ref, self.position_key) for ref in members]
+        if self.position_key in ("auto", "x_offset", "y_offset"):
+            positions = group_nod_positions(values, tolerance=self.position_tolerance)
+        else:
+            positions = np.unique(values, return_inverse=True)[1]
+        if positions.max() < 1:
+            raise ValueError(
+                f"all {len(members)} exposures are at one nod position "
+                f"({self.position_key}); there is no partner to difference against"
+            )
+        return positions
+
+    def _mask_settings(self):
+        dq = adapter.DQ
+        return MaskSettings(
+            do_not_use=dq["DO_NOT_USE"], failed_open=dq["MSA_FAILED_OPEN"],
+            other_bad=dq["OTHER_BAD_PIXEL"], failed_open_dilation=self.failed_open_dilation,
+            min_bar=self.min_bar, edge_pixels=self.edge_pixels,
+            stuck_threshold=self.stuck_threshold,
+        )
+
+
+def _input_problem(container):
+    """Why the input cannot be nod differenced at all, or None."""
+    if not isinstance(container, ModelContainer):
+        name = getattr(container.meta, "filename", None) or type(container).__name__
+        return f"{name}: a single exposure; nod differencing needs an association of exposures"
+    asn_type = (getattr(container, "asn_table", None) or {}).get("asn_type")
+    if asn_type not in (None, "spec3", "spec2"):
+        return f"association has asn_type={asn_type!r}, not a spec3 association"
+    if len(container) < 2:
+        return f"{len(container)} exposure(s); nod differencing needs at least two"
+    return None
