@@ -29,9 +29,14 @@ def _simulate(input_dir):
     from nodcombine.simulate import simulate_nodded_visit, write_visit
 
     models, _ = simulate_nodded_visit(
-        "nrs_msa_prism", n_slits=5, n_points=3, source_peak=[0.5, 0.2, 0.1, 0.05, 0.0],
-        source_offset_arcsec=[0.0, 0.05, -0.08, 0.1, 0.0], cosmic_ray_fraction=0.003,
-        jitter_cutouts=True, seed=2026,
+        "nrs_msa_prism",
+        n_slits=5,
+        n_points=3,
+        source_peak=[0.5, 0.2, 0.1, 0.05, 0.0],
+        source_offset_arcsec=[0.0, 0.05, -0.08, 0.1, 0.0],
+        cosmic_ray_fraction=0.003,
+        jitter_cutouts=True,
+        seed=2026,
     )
     asn, _ = write_visit(models, input_dir)
     return asn

@@ -8,6 +8,7 @@ shutter map, and writing results back with their DQ flags.
 """
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -128,9 +129,13 @@ def _source_key(ref):
     if source is None:
         source = meta.target.catalog_name or meta.target.proposer_name or 0
     return (
-        obs.program_number, obs.observation_number, obs.visit_number,
-        meta.instrument.detector, "-".join(str(d) for d in _disperser(ref.model)),
-        slit_name, source,
+        obs.program_number,
+        obs.observation_number,
+        obs.visit_number,
+        meta.instrument.detector,
+        "-".join(str(d) for d in _disperser(ref.model)),
+        slit_name,
+        source,
     )
 
 
@@ -186,7 +191,9 @@ def nod_offset(ref, position_key):
     else:
         value = getattr(dither, position_key, None)
     if value is None:
-        field_name = "shutter_state" if position_key == "shutter_state" else f"meta.dither.{position_key}"
+        field_name = (
+            "shutter_state" if position_key == "shutter_state" else f"meta.dither.{position_key}"
+        )
         raise ValueError(f"{ref.label}: {field_name} is missing; cannot identify the nod position")
     return value
 
@@ -250,8 +257,8 @@ def _column_wavelength_um(ref, axis):
         ny, nx = ref.slit.data.shape
         yy, xx = np.mgrid[:ny, :nx]
         wave = np.asarray(ref.slit.meta.wcs(xx, yy)[-1], dtype=float)
-    with np.errstate(all="ignore"), np.testing.suppress_warnings() as sup:
-        sup.filter(RuntimeWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns off the slit
         return np.nanmedian(np.asarray(wave, dtype=float), axis=axis)
 
 
@@ -327,16 +334,21 @@ def stack_source(members, *, with_shutters=False):
     def place(arrays, fill, dtype):
         grid = np.full((n, ny, nx), fill, dtype=dtype)
         for k, (arr, (xs, ys), (h, w)) in enumerate(zip(arrays, origins, shapes, strict=True)):
-            grid[k, ys - y0:ys - y0 + h, xs - x0:xs - x0 + w] = arr
+            grid[k, ys - y0 : ys - y0 + h, xs - x0 : xs - x0 + w] = arr
         return grid.transpose(0, 2, 1) if vertical else grid
 
     data = place([ref.slit.data for ref in members], np.nan, float)
-    variances = {c: place([_required_array(r, c) for r in members], np.nan, float)
-                 for c in VARIANCE_COMPONENTS}
-    dq = place([np.asarray(r.slit.dq, dtype=np.uint32) for r in members], DQ["DO_NOT_USE"],
-               np.uint32)
+    variances = {
+        c: place([_required_array(r, c) for r in members], np.nan, float)
+        for c in VARIANCE_COMPONENTS
+    }
+    dq = place(
+        [np.asarray(r.slit.dq, dtype=np.uint32) for r in members], DQ["DO_NOT_USE"], np.uint32
+    )
     bars = [getattr(r.slit, "barshadow", None) for r in members]
-    have_bars = all(b is not None and b.shape == r.slit.data.shape for b, r in zip(bars, members, strict=True))
+    have_bars = all(
+        b is not None and b.shape == r.slit.data.shape for b, r in zip(bars, members, strict=True)
+    )
     barshadow = place(bars, np.nan, float) if have_bars else None
 
     windows, traces = [], []
@@ -355,8 +367,9 @@ def stack_source(members, *, with_shutters=False):
         maps = [_shutter_map(r) for r in members]
         if all(m is not None for m in maps):
             shutter_index = place(maps, -1, int)
-    return SourceStack(members, data, variances, dq, barshadow, trace_rows, shutter_index,
-                       windows, vertical)
+    return SourceStack(
+        members, data, variances, dq, barshadow, trace_rows, shutter_index, windows, vertical
+    )
 
 
 def check_member(ref):
@@ -383,7 +396,9 @@ def write_differences(stack, result, *, mask_flags):
     flags = mask_flags.copy()
     flags[result.outliers] |= DQ["OUTLIER"] | DQ["DO_NOT_USE"]
     flags[~result.valid] |= DQ["DO_NOT_USE"]
-    for k, (ref, (row0, col0, n_rows, n_cols)) in enumerate(zip(stack.members, stack.windows, strict=True)):
+    for k, (ref, (row0, col0, n_rows, n_cols)) in enumerate(
+        zip(stack.members, stack.windows, strict=True)
+    ):
         cut = (k, slice(row0, row0 + n_rows), slice(col0, col0 + n_cols))
 
         def back(grid, dtype=np.float32, cut=cut):

@@ -31,9 +31,9 @@ __all__ = [
     "VARIANCE_COMPONENTS",
     "MaskSettings",
     "NodDiffResult",
-    "mask_pixels",
     "find_cross_exposure_outliers",
     "group_nod_positions",
+    "mask_pixels",
     "nod_difference",
     "stuck_closed_mask",
     "usable_pixels",
@@ -132,9 +132,15 @@ def mask_pixels(data, variances, dq, settings, *, barshadow=None, shutter_index=
         ``(exposure, shutter)`` pairs found stuck closed.
     """
     usable = usable_pixels(
-        data, variances, dq, do_not_use=settings.do_not_use, failed_open=settings.failed_open,
-        failed_open_dilation=settings.failed_open_dilation, barshadow=barshadow,
-        min_bar=settings.min_bar, edge_pixels=settings.edge_pixels,
+        data,
+        variances,
+        dq,
+        do_not_use=settings.do_not_use,
+        failed_open=settings.failed_open,
+        failed_open_dilation=settings.failed_open_dilation,
+        barshadow=barshadow,
+        min_bar=settings.min_bar,
+        edge_pixels=settings.edge_pixels,
     )
     stuck = []
     if shutter_index is not None and settings.stuck_threshold > 0:
@@ -176,8 +182,16 @@ def group_nod_positions(offsets, *, tolerance):
 
 
 def usable_pixels(
-    data, variances, dq, *, do_not_use, failed_open=0, failed_open_dilation=1,
-    barshadow=None, min_bar=0.0, edge_pixels=0,
+    data,
+    variances,
+    dq,
+    *,
+    do_not_use,
+    failed_open=0,
+    failed_open_dilation=1,
+    barshadow=None,
+    min_bar=0.0,
+    edge_pixels=0,
 ):
     """Pixels of each exposure that may enter the nod means.
 
@@ -360,7 +374,15 @@ def _median_spread_factor(n):
 
 
 def find_cross_exposure_outliers(
-    data, variances, usable, positions, trace_rows, *, n_sigma, model_fraction, half_width,
+    data,
+    variances,
+    usable,
+    positions,
+    trace_rows,
+    *,
+    n_sigma,
+    model_fraction,
+    half_width,
     tested=None,
 ):
     """Flag positive outliers (cosmic rays, snowballs) by comparing exposures.
@@ -423,8 +445,16 @@ def find_cross_exposure_outliers(
 
 
 def nod_difference(
-    data, variances, positions, *, usable=None, trace_rows=None, n_sigma_outlier=5.0,
-    outlier_model_fraction=0.5, trace_half_width=None, outlier_iterations=3,
+    data,
+    variances,
+    positions,
+    *,
+    usable=None,
+    trace_rows=None,
+    n_sigma_outlier=5.0,
+    outlier_model_fraction=0.5,
+    trace_half_width=None,
+    outlier_iterations=3,
 ):
     """Subtract from each exposure the mean of the exposures at the other nod positions.
 
@@ -486,20 +516,35 @@ def nod_difference(
         # flag behind.
         for _ in range(outlier_iterations):
             new = find_cross_exposure_outliers(
-                data, variances, usable & ~outliers, positions, trace_rows,
-                n_sigma=n_sigma_outlier, model_fraction=outlier_model_fraction,
-                half_width=half_width, tested=usable,
+                data,
+                variances,
+                usable & ~outliers,
+                positions,
+                trace_rows,
+                n_sigma=n_sigma_outlier,
+                model_fraction=outlier_model_fraction,
+                half_width=half_width,
+                tested=usable,
             )
             if np.array_equal(new, outliers):
                 break
             outliers = new
     use = usable & ~outliers
     diff, var_diff, var_ref, valid = _differences(data, variances, use, positions)
-    log.debug("nod difference: %d exposures, %d positions, %d outliers",
-              data.shape[0], positions.max() + 1, outliers.sum())
+    log.debug(
+        "nod difference: %d exposures, %d positions, %d outliers",
+        data.shape[0],
+        positions.max() + 1,
+        outliers.sum(),
+    )
     return NodDiffResult(
-        data=diff, variances=var_diff, ref_variances=var_ref, valid=valid,
-        usable=use, outliers=outliers, positions=positions,
+        data=diff,
+        variances=var_diff,
+        ref_variances=var_ref,
+        valid=valid,
+        usable=use,
+        outliers=outliers,
+        positions=positions,
     )
 
 
@@ -507,7 +552,8 @@ def _default_half_width(trace_rows, positions):
     """Half the smallest median separation between traces of different positions."""
     seps = [
         np.nanmedian(np.abs(trace_rows[e] - trace_rows[f]))
-        for e in range(len(positions)) for f in range(len(positions))
+        for e in range(len(positions))
+        for f in range(len(positions))
         if positions[e] != positions[f]
     ]
     return max(0.5 * min(seps), 1.0)

@@ -114,24 +114,88 @@ class InstrumentMode:
 
 MODES = {
     "nrs_msa_prism": InstrumentMode(
-        "nrs_msa_prism", "NIRSPEC", "NRS_MSASPEC", "NRS2", "PRISM", "CLEAR",
-        25, 341, (1.367, 3.894, 5.372), 0.1045, 0.46, 1.15, 1.725 + 0.075,
-        (0.006, 1.0e-5), 1, (0.06, 0.5), 4.0, 5.0, 1021.2,
+        "nrs_msa_prism",
+        "NIRSPEC",
+        "NRS_MSASPEC",
+        "NRS2",
+        "PRISM",
+        "CLEAR",
+        25,
+        341,
+        (1.367, 3.894, 5.372),
+        0.1045,
+        0.46,
+        1.15,
+        1.725 + 0.075,
+        (0.006, 1.0e-5),
+        1,
+        (0.06, 0.5),
+        4.0,
+        5.0,
+        1021.2,
     ),
     "nrs_msa_g395m": InstrumentMode(
-        "nrs_msa_g395m", "NIRSPEC", "NRS_MSASPEC", "NRS1", "G395M", "F290LP",
-        25, 1400, (2.87, 3.98, 5.10), 0.1045, 0.46, 1.15, 1.725 + 0.075,
-        (0.0015, 1.0e-6), 1, (0.2, 0.5), 40.0, 5.0, 1021.2,
+        "nrs_msa_g395m",
+        "NIRSPEC",
+        "NRS_MSASPEC",
+        "NRS1",
+        "G395M",
+        "F290LP",
+        25,
+        1400,
+        (2.87, 3.98, 5.10),
+        0.1045,
+        0.46,
+        1.15,
+        1.725 + 0.075,
+        (0.0015, 1.0e-6),
+        1,
+        (0.2, 0.5),
+        40.0,
+        5.0,
+        1021.2,
     ),
     "nrs_fs_prism": InstrumentMode(
-        "nrs_fs_prism", "NIRSPEC", "NRS_FIXEDSLIT", "NRS1", "PRISM", "CLEAR",
-        40, 341, (1.367, 3.894, 5.372), 0.1045, 3.3, None, 0.5,
-        (0.006, 1.0e-5), 1, (0.06, 0.5), 4.0, 5.0, 1021.2,
+        "nrs_fs_prism",
+        "NIRSPEC",
+        "NRS_FIXEDSLIT",
+        "NRS1",
+        "PRISM",
+        "CLEAR",
+        40,
+        341,
+        (1.367, 3.894, 5.372),
+        0.1045,
+        3.3,
+        None,
+        0.5,
+        (0.006, 1.0e-5),
+        1,
+        (0.06, 0.5),
+        4.0,
+        5.0,
+        1021.2,
     ),
     "miri_lrs": InstrumentMode(
-        "miri_lrs", "MIRI", "MIR_LRS-FIXEDSLIT", "MIRIMAGE", "P750L", "P750L",
-        50, 388, (5.0, 9.5, 14.0), 0.11, 4.7, None, 0.5,
-        (0.004, 0.0), 2, (0.5, 40.0), 0.2, 14.0, 1000.0,
+        "miri_lrs",
+        "MIRI",
+        "MIR_LRS-FIXEDSLIT",
+        "MIRIMAGE",
+        "P750L",
+        "P750L",
+        50,
+        388,
+        (5.0, 9.5, 14.0),
+        0.11,
+        4.7,
+        None,
+        0.5,
+        (0.004, 0.0),
+        2,
+        (0.5, 40.0),
+        0.2,
+        14.0,
+        1000.0,
     ),
 }
 
@@ -171,9 +235,11 @@ def nod_offsets(mode, n_points):
         return np.array(steps) * mode.shutter_pitch * mode.slit_unit_arcsec
     if mode.instrument == "MIRI":
         return np.array([-1.2, 1.2])
-    return {2: np.array([0.75, -0.75]),
-            3: np.array([0.0, 0.9, -0.9]),
-            5: np.array([0.0, 0.5, -0.5, 1.0, -1.0])}[n_points]
+    return {
+        2: np.array([0.75, -0.75]),
+        3: np.array([0.0, 0.9, -0.9]),
+        5: np.array([0.0, 0.5, -0.5, 1.0, -1.0]),
+    }[n_points]
 
 
 @dataclass(frozen=True)
@@ -299,9 +365,7 @@ def _nirspec_wcs(mode, wave_um, trace_coeffs, origin, shape, source_pos, sky_pos
         points=wave_um * 1e-6, lookup_table=x_pix, bounds_error=False, fill_value=np.nan
     )
     y_slit = models.Polynomial2D(2, c0_0=upr * c0, c1_0=upr * c1, c2_0=upr * c2, c0_1=-upr)
-    forward = models.Mapping((0, 0, 1, 0)) | (
-        models.Const1D(0.0) & y_slit & to_lambda
-    )
+    forward = models.Mapping((0, 0, 1, 0)) | (models.Const1D(0.0) & y_slit & to_lambda)
     row_of = models.Polynomial2D(2, c0_0=c0, c1_0=c1, c2_0=c2, c0_1=-1.0 / upr)
     forward.inverse = (
         models.Mapping((2, 1))
@@ -315,7 +379,11 @@ def _nirspec_wcs(mode, wave_um, trace_coeffs, origin, shape, source_pos, sky_pos
     ra, dec = sky_pos
     arcsec = 1.0 / 3600.0
     slit2world = (
-        (models.Shift(-xpos) | models.Scale(0.2 * arcsec / np.cos(np.deg2rad(dec))) | models.Shift(ra))
+        (
+            models.Shift(-xpos)
+            | models.Scale(0.2 * arcsec / np.cos(np.deg2rad(dec)))
+            | models.Shift(ra)
+        )
         & (models.Shift(-ypos) | models.Scale(mode.slit_unit_arcsec * arcsec) | models.Shift(dec))
         & models.Scale(1e6)
     )
@@ -342,9 +410,7 @@ def _miri_wcs(mode, wave_um, trace_coeffs, origin, shape, sky_pos, slit_centre_d
     arcsec = 1.0 / 3600.0
     # along-slit offset in arcsec from the slit centre: (x - c(y)) * scale
     s = mode.pixel_scale
-    along = models.Polynomial2D(
-        2, c0_0=-s * c0, c0_1=-s * c1, c0_2=-s * c2, c1_0=s
-    )
+    along = models.Polynomial2D(2, c0_0=-s * c0, c0_1=-s * c1, c0_2=-s * c2, c1_0=s)
     forward = (
         models.Mapping((0, 1, 1))
         | (along & to_lambda)
@@ -372,8 +438,10 @@ def _miri_wcs(mode, wave_um, trace_coeffs, origin, shape, sky_pos, slit_centre_d
 
 def _as_per_slit(value, n_slits, name):
     """Broadcast a scalar or a sequence to one value per slit."""
-    arr = np.broadcast_to(np.asarray(value, dtype=float), (n_slits,)) if np.ndim(value) == 0 else (
-        np.asarray(value, dtype=float)
+    arr = (
+        np.broadcast_to(np.asarray(value, dtype=float), (n_slits,))
+        if np.ndim(value) == 0
+        else (np.asarray(value, dtype=float))
     )
     if arr.shape != (n_slits,):
         raise ValueError(f"{name} must be a scalar or have one value per slit ({n_slits})")
@@ -422,7 +490,7 @@ def _slit_geometry(mode, offsets, rng, jitter):
     centre_row = pad + (mode.n_spatial - 1) / 2.0 + rng.uniform(-0.3, 0.3)
     origins = []
     for _ in offsets:
-        dx, dy = (rng.integers(-1, 2, size=2) if jitter else (0, 0))
+        dx, dy = rng.integers(-1, 2, size=2) if jitter else (0, 0)
         origins.append((pad + int(dx), pad + int(dy)))
     return centre_row, origins
 
@@ -516,11 +584,17 @@ def simulate_nodded_visit(
     per_slit = []
     for k in range(n_slits):
         options = {
-            "peak": peaks[k], "intra": intra[k], "width": widths[k],
-            "lines": emission_lines, "sky_scale": sky_scale, "noise": noise,
-            "cr_fraction": cosmic_ray_fraction, "n_snowballs": n_snowballs,
+            "peak": peaks[k],
+            "intra": intra[k],
+            "width": widths[k],
+            "lines": emission_lines,
+            "sky_scale": sky_scale,
+            "noise": noise,
+            "cr_fraction": cosmic_ray_fraction,
+            "n_snowballs": n_snowballs,
             "stuck": stuck_closed_shutter if k == 0 else None,
-            "failed_open": failed_open and k == 0, "jitter": jitter_cutouts,
+            "failed_open": failed_open and k == 0,
+            "jitter": jitter_cutouts,
         }
         per_slit.append(_simulate_slit(mode, k, offsets, options, rng))
 
@@ -568,7 +642,7 @@ def _simulate_slit(mode, k, offsets, opt, rng):
 
     failed_band = None
     if opt["failed_open"]:
-        r0 = int(round(centre_row)) + 6
+        r0 = round(centre_row) + 6
         failed_band = (r0 - 2, r0 + 3)  # light in 5 rows, flagged in the inner 3
 
     entries = []
@@ -579,13 +653,28 @@ def _simulate_slit(mode, k, offsets, opt, rng):
         scene = np.where(light, sky + source, 0.0)
         if failed_band is not None:
             leak = rng.uniform(0.5, 3.0) * sky_hi * np.exp(-0.5 * ((wave - wave.mean()) / 1.0) ** 2)
-            scene[failed_band[0]:failed_band[1]] += leak[None, :]
+            scene[failed_band[0] : failed_band[1]] += leak[None, :]
         arrays = _noisy_exposure(mode, scene, bar, illuminated, opt, rng)
         if failed_band is not None:
-            arrays["dq"][failed_band[0] + 1:failed_band[1] - 1] |= _FAILED_OPEN
-        entries.append(_cut_out(mode, i, k, offset, opt, origins[i], arrays, wave, bar,
-                                illuminated, trace, src_row, sigma_pix,
-                                amplitude * spectrum * np.where(light, profile, 0).sum(axis=0)))
+            arrays["dq"][failed_band[0] + 1 : failed_band[1] - 1] |= _FAILED_OPEN
+        entries.append(
+            _cut_out(
+                mode,
+                i,
+                k,
+                offset,
+                opt,
+                origins[i],
+                arrays,
+                wave,
+                bar,
+                illuminated,
+                trace,
+                src_row,
+                sigma_pix,
+                amplitude * spectrum * np.where(light, profile, 0).sum(axis=0),
+            )
+        )
     return entries
 
 
@@ -609,8 +698,12 @@ def _noisy_exposure(mode, scene, bar, illuminated, opt, rng):
     hot = (rng.random(scene.shape) < 1e-3) & illuminated
     dq[hot] |= _DO_NOT_USE | dqflags.pixel["HOT"]
     bad = dq & _DO_NOT_USE > 0
-    out = {"data": data, "var_poisson": var_poisson, "var_rnoise": var_rnoise + 0 * data,
-           "var_flat": var_flat}
+    out = {
+        "data": data,
+        "var_poisson": var_poisson,
+        "var_rnoise": var_rnoise + 0 * data,
+        "var_flat": var_flat,
+    }
     out = {key: np.where(bad, np.nan, val).astype(np.float32) for key, val in out.items()}
     out["err"] = np.sqrt(out["var_poisson"] + out["var_rnoise"] + out["var_flat"])
     out["dq"] = dq
@@ -619,8 +712,22 @@ def _noisy_exposure(mode, scene, bar, illuminated, opt, rng):
     return out
 
 
-def _cut_out(mode, i, k, offset, opt, origin, arrays, wave, bar, illuminated, trace,
-             src_row, sigma_pix, column_flux):
+def _cut_out(
+    mode,
+    i,
+    k,
+    offset,
+    opt,
+    origin,
+    arrays,
+    wave,
+    bar,
+    illuminated,
+    trace,
+    src_row,
+    sigma_pix,
+    column_flux,
+):
     """Cut exposure ``i``'s window to its cutout and attach WCS and truth."""
     ox, oy = origin
     ny, nx = mode.n_spatial, mode.n_dispersion
@@ -634,23 +741,29 @@ def _cut_out(mode, i, k, offset, opt, origin, arrays, wave, bar, illuminated, tr
     shift = offset / mode.pixel_scale if mode.shutter_pitch is not None else 0.0
     ref_trace = (trace[0] + shift, trace[1], trace[2])
     if nirspec:
-        ypos = (opt["intra"] - (0.0 if mode.shutter_pitch is not None else offset))
+        ypos = opt["intra"] - (0.0 if mode.shutter_pitch is not None else offset)
         ypos = ypos / mode.slit_unit_arcsec
         out["wcs"] = _nirspec_wcs(mode, wave, ref_trace, (ox, oy), (ny, nx), (0.0, ypos), (ra, dec))
         out["source_ypos"] = ypos
     else:
         along = offset - opt["intra"]
-        out["wcs"] = _miri_wcs(mode, wave, trace, (oy, ox), (nx, ny), (ra, dec),
-                               dec - along / 3600.0)
+        out["wcs"] = _miri_wcs(
+            mode, wave, trace, (oy, ox), (nx, ny), (ra, dec), dec - along / 3600.0
+        )
         # the MIRI slit runs along detector x and disperses along y: transpose
         out = {key: (val.T if isinstance(val, np.ndarray) else val) for key, val in out.items()}
         out["source_ypos"] = along / mode.slit_unit_arcsec
     out.update(origin=(ox, oy), ra=ra, dec=dec)
     truth = SlitTruth(
-        name=_slit_name(mode, k), source_id=1000 + k, trace_row=src_row[ox:ox + nx] - oy,
-        sigma_pix=sigma_pix[ox:ox + nx], column_flux=column_flux[ox:ox + nx],
-        wavelength=wave[ox:ox + nx], cosmic_rays=out.pop("cr"),
-        cosmic_ray_excess=out.pop("cr_signal"), stuck_closed=opt["stuck"] is not None,
+        name=_slit_name(mode, k),
+        source_id=1000 + k,
+        trace_row=src_row[ox : ox + nx] - oy,
+        sigma_pix=sigma_pix[ox : ox + nx],
+        column_flux=column_flux[ox : ox + nx],
+        wavelength=wave[ox : ox + nx],
+        cosmic_rays=out.pop("cr"),
+        cosmic_ray_excess=out.pop("cr_signal"),
+        stuck_closed=opt["stuck"] is not None,
     )
     out["truth"] = truth
     return out
@@ -665,7 +778,7 @@ def _slit_name(mode, k):
 
 def _shutter_state(offset, mode):
     """MSA shutter state string with 'x' at the source's shutter (middle = index 1)."""
-    step = int(round(offset / (mode.shutter_pitch * mode.slit_unit_arcsec)))
+    step = round(offset / (mode.shutter_pitch * mode.slit_unit_arcsec))
     state = ["1", "1", "1"]
     state[1 - step] = "x"
     return "".join(state)
@@ -816,8 +929,10 @@ def write_association(paths, asn_path, *, product_name="nodcombine_sim"):
     """
     asn_path = Path(asn_path)
     members = [
-        {"expname": Path(p).name if Path(p).parent == asn_path.parent else str(p),
-         "exptype": "science"}
+        {
+            "expname": Path(p).name if Path(p).parent == asn_path.parent else str(p),
+            "exptype": "science",
+        }
         for p in paths
     ]
     asn = {

@@ -90,15 +90,24 @@ class NodDiffStep(NodcombineStep):
             positions = self._positions(members)
             stack = adapter.stack_source(members, with_shutters=self.stuck_threshold > 0)
             usable, flags, stuck = mask_pixels(
-                stack.data, stack.variances, stack.dq, self._mask_settings(),
-                barshadow=stack.barshadow, shutter_index=stack.shutter_index,
+                stack.data,
+                stack.variances,
+                stack.dq,
+                self._mask_settings(),
+                barshadow=stack.barshadow,
+                shutter_index=stack.shutter_index,
             )
             if stack.trace_rows is None and self.n_sigma_outlier > 0:
-                log.warning("%s: no predicted trace from the WCS; outlier rejection off",
-                            group.label)
+                log.warning(
+                    "%s: no predicted trace from the WCS; outlier rejection off", group.label
+                )
             result = nod_difference(
-                stack.data, stack.variances, positions, usable=usable,
-                trace_rows=stack.trace_rows, n_sigma_outlier=self.n_sigma_outlier,
+                stack.data,
+                stack.variances,
+                positions,
+                usable=usable,
+                trace_rows=stack.trace_rows,
+                n_sigma_outlier=self.n_sigma_outlier,
                 outlier_model_fraction=self.outlier_model_fraction,
                 outlier_iterations=self.outlier_iterations,
             )
@@ -107,10 +116,19 @@ class NodDiffStep(NodcombineStep):
             return False
         adapter.write_differences(stack, result, mask_flags=flags)
         for exposure, shutter in stuck:
-            log.info("%s: shutter %d stuck closed in %s", group.label, shutter,
-                     members[exposure].filename)
-        log.info("%s: %d exposures at %d nod positions, %d outlier pixels",
-                 group.label, len(members), positions.max() + 1, result.outliers.sum())
+            log.info(
+                "%s: shutter %d stuck closed in %s",
+                group.label,
+                shutter,
+                members[exposure].filename,
+            )
+        log.info(
+            "%s: %d exposures at %d nod positions, %d outlier pixels",
+            group.label,
+            len(members),
+            positions.max() + 1,
+            result.outliers.sum(),
+        )
         return True
 
     def _positions(self, members):
@@ -132,9 +150,12 @@ class NodDiffStep(NodcombineStep):
     def _mask_settings(self):
         dq = adapter.DQ
         return MaskSettings(
-            do_not_use=dq["DO_NOT_USE"], failed_open=dq["MSA_FAILED_OPEN"],
-            other_bad=dq["OTHER_BAD_PIXEL"], failed_open_dilation=self.failed_open_dilation,
-            min_bar=self.min_bar, edge_pixels=self.edge_pixels,
+            do_not_use=dq["DO_NOT_USE"],
+            failed_open=dq["MSA_FAILED_OPEN"],
+            other_bad=dq["OTHER_BAD_PIXEL"],
+            failed_open_dilation=self.failed_open_dilation,
+            min_bar=self.min_bar,
+            edge_pixels=self.edge_pixels,
             stuck_threshold=self.stuck_threshold,
         )
 

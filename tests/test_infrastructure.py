@@ -1,0 +1,133 @@
+"""Plugin plumbing: entry points, strun, ASDF parameter files, offline operation."""
+
+import ast
+import os
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import asdf
+import pytest
+
+import nodcombine.steps
+from nodcombine import integration
+from nodcombine.simulate import simulate_nodded_visit, write_visit
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((REPO / "config").glob("*.asdf"))
+STRUN = Path(sys.executable).with_name("strun")
+STPIPE = Path(sys.executable).with_name("stpipe")
+
+
+def test_entry_point_lists_every_step():
+    (entry,) = [e for e in entry_points(group="stpipe.steps") if e.name == "nodcombine"]
+    registered = {path.rsplit(".", 1)[1] for path, _, _ in entry.load()()}
+    assert registered == set(nodcombine.steps.__all__)
+
+
+def test_integration_module_imports_nothing():
+    tree = ast.parse(Path(integration.__file__).read_text())
+    assert not [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)]
+
+
+def test_aliases_do_not_collide_with_jwst():
+    jwst_aliases = {
+        alias for _, alias, _ in __import__("jwst.stpipe.integration", fromlist=["x"]).get_steps()
+    }
+    ours = {alias for _, alias, _ in integration.get_steps()}
+    assert not ours & jwst_aliases
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_config_files_load_with_known_keys_only(path):
+    from stpipe import Step
+
+    with asdf.open(path) as af:
+        params = dict(af.tree["parameters"])
+        cls = af.tree["class"]
+    step = Step.from_config_file(str(path))
+    assert f"{type(step).__module__}.{type(step).__name__}".endswith(cls.rsplit(".", 1)[1])
+    spec_keys = set(type(step).load_spec_file().keys())
+    assert set(params) <= spec_keys
+    for key, value in params.items():
+        assert getattr(step, key) == value
+
+
+def test_unknown_key_in_config_is_an_error(tmp_path):
+    from stpipe import Step
+
+    text = (
+        (REPO / "config" / "nod_diff_nrs_msaspec.asdf")
+        .read_text()
+        .replace("min_bar: 0.4,", "min_bar: 0.4, min_barr: 0.5,")
+    )
+    assert "min_barr" in text
+    bad = tmp_path / "bad.asdf"
+    bad.write_text(text)
+    with pytest.raises(Exception, match="min_barr"):
+        Step.from_config_file(str(bad))
+
+
+@pytest.fixture(scope="module")
+def small_visit(tmp_path_factory):
+    models, _ = simulate_nodded_visit("nrs_msa_prism", n_slits=2, n_points=2, seed=3)
+    asn, _ = write_visit(models, tmp_path_factory.mktemp("cli"))
+    return asn
+
+
+def _run(args, cwd):
+    env = dict(os.environ)
+    completed = subprocess.run(
+        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed.stdout + completed.stderr
+
+
+def test_stpipe_list_finds_nod_steps(tmp_path):
+    output = _run([str(STPIPE), "list", "nod*"], tmp_path)
+    assert "nodcombine.steps.NodDiffStep (nod_diff)" in output
+
+
+def test_strun_by_alias_with_parameter(small_visit, tmp_path):
+    output = _run(
+        [
+            str(STRUN),
+            "nod_diff",
+            str(small_visit),
+            "--n_sigma_outlier=6",
+            f"--output_dir={tmp_path}",
+        ],
+        tmp_path,
+    )
+    assert "n_sigma_outlier: 6.0" in output
+    assert len(list(tmp_path.glob("*_nod.fits"))) == 2
+
+
+def test_strun_with_asdf_parameter_file(small_visit, tmp_path):
+    config = REPO / "config" / "nod_diff_nrs_msaspec.asdf"
+    output = _run([str(STRUN), str(config), str(small_visit), f"--output_dir={tmp_path}"], tmp_path)
+    assert "nod_diff: 2 of 2 sources differenced" in output
+    assert len(list(tmp_path.glob("*_nod.fits"))) == 2
+
+
+def test_strun_by_class_path(small_visit, tmp_path):
+    _run(
+        [str(STRUN), "nodcombine.steps.NodDiffStep", str(small_visit), f"--output_dir={tmp_path}"],
+        tmp_path,
+    )
+    assert len(list(tmp_path.glob("*_nod.fits"))) == 2
+
+
+def test_every_module_has_all():
+    for path in (REPO / "src" / "nodcombine").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = {
+            t.id
+            for n in tree.body
+            if isinstance(n, ast.Assign)
+            for t in n.targets
+            if isinstance(t, ast.Name)
+        }
+        assert "__all__" in names, path

@@ -1,0 +1,242 @@
+"""Physics of the nod-difference kernel: exactness first, then statistics."""
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import kernel_arrays, normalised_differences
+from nodcombine import noddiff
+from nodcombine.noddiff import (
+    MaskSettings,
+    group_nod_positions,
+    mask_pixels,
+    nod_difference,
+    stuck_closed_mask,
+)
+from nodcombine.simulate import simulate_nodded_visit
+
+COMPONENTS = noddiff.VARIANCE_COMPONENTS
+
+
+def _constant(shape, value):
+    return np.full(shape, value, dtype=float)
+
+
+def _variances(shape, poisson=0.04, rnoise=0.01, flat=1e-4):
+    return {
+        "var_poisson": _constant(shape, poisson),
+        "var_rnoise": _constant(shape, rnoise),
+        "var_flat": _constant(shape, flat),
+    }
+
+
+@pytest.mark.parametrize("positions", [[0, 1], [0, 1, 2], [0, 1, 2, 0, 1, 2], [0, 1, 2, 3, 4]])
+def test_constant_sky_cancels_exactly(positions):
+    shape = (len(positions), 20, 50)
+    data = _constant(shape, 0.2371)
+    result = nod_difference(data, _variances(shape), positions, n_sigma_outlier=0)
+    assert np.all(result.valid)
+    assert np.max(np.abs(result.data)) <= 4 * np.finfo(float).eps * 0.2371
+
+
+def test_noiseless_source_recovered_exactly():
+    # two positions, source in rows 5 (A) and 12 (B): A - B holds +S at 5 and -S at 12
+    sky = np.linspace(0.1, 0.5, 40)[None, :] * np.ones((20, 1))
+    source = np.zeros((2, 20, 40))
+    source[0, 5] = 1.5
+    source[1, 12] = 1.5
+    data = sky[None] + source
+    result = nod_difference(data, _variances(data.shape), [0, 1], n_sigma_outlier=0)
+    np.testing.assert_allclose(result.data[0], source[0] - source[1], atol=1e-14)
+    np.testing.assert_allclose(result.data[1], source[1] - source[0], atol=1e-14)
+
+
+def test_variance_formula_with_repeats():
+    # 3 positions x 2 repeats: Var(D) = V + (1/K^2) sum_q V/n_q = V + V/(2*2) * 2/2
+    positions = [0, 1, 2, 0, 1, 2]
+    shape = (6, 4, 5)
+    var = _variances(shape, poisson=1.0, rnoise=0.5, flat=0.0)
+    result = nod_difference(np.zeros(shape), var, positions, n_sigma_outlier=0)
+    for c, v in (("var_poisson", 1.0), ("var_rnoise", 0.5)):
+        reference = (v / 2 + v / 2) / 2**2  # two other positions, each a mean of 2
+        np.testing.assert_allclose(result.ref_variances[c], reference)
+        np.testing.assert_allclose(result.variances[c], v + reference)
+
+
+def test_shared_reference_counted_once_when_combining_repeats():
+    # Averaging the two differences at one position must have variance Var(M_p) + Var(O),
+    # not half of Var(D): the reference is shared.  Monte Carlo over many pixels.
+    rng = np.random.default_rng(11)
+    shape = (4, 200, 500)
+    positions = [0, 1, 0, 1]
+    data = rng.normal(0.0, 1.0, shape)
+    result = nod_difference(data, _variances(shape, 1.0, 0.0, 0.0), positions, n_sigma_outlier=0)
+    mean_a = 0.5 * (result.data[0] + result.data[2])
+    predicted = (
+        0.25
+        * (
+            result.variances["var_poisson"][0]
+            + result.variances["var_poisson"][2]
+            - 2 * result.ref_variances["var_poisson"][0]
+        )
+        + result.ref_variances["var_poisson"][0]
+    )
+    naive = 0.25 * (result.variances["var_poisson"][0] + result.variances["var_poisson"][2])
+    assert np.std(mean_a / np.sqrt(predicted)) == pytest.approx(1.0, abs=0.01)
+    assert np.std(mean_a / np.sqrt(naive)) == pytest.approx(np.sqrt(1.0 / 0.75), abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("mode", "n_points", "repeats"),
+    [
+        ("nrs_msa_prism", 2, 1),
+        ("nrs_msa_prism", 3, 1),
+        ("nrs_msa_prism", 3, 2),
+        ("nrs_msa_prism", 3, 3),
+        ("nrs_msa_g395m", 3, 1),
+        ("nrs_fs_prism", 2, 2),
+        ("nrs_fs_prism", 3, 1),
+        ("nrs_fs_prism", 5, 1),
+        ("miri_lrs", 2, 1),
+        ("miri_lrs", 2, 3),
+    ],
+)
+def test_sky_only_error_calibration(mode, n_points, repeats):
+    models, truth = simulate_nodded_visit(
+        mode, n_points=n_points, exposures_per_position=repeats, source_peak=0.0, seed=7
+    )
+    data, variances, _ = kernel_arrays(models)
+    result = nod_difference(data, variances, truth.positions, n_sigma_outlier=0)
+    z = normalised_differences(result)
+    assert z.size > 10_000
+    assert np.std(z) == pytest.approx(1.0, abs=0.02)
+    assert np.mean(z) == pytest.approx(0.0, abs=0.02)
+
+
+def test_bad_pixel_in_one_exposure_does_not_poison_others():
+    shape = (3, 10, 10)
+    data = _constant(shape, 1.0)
+    data[2, 4, 4] = np.nan  # exposure 2 (position 2) lost this pixel
+    result = nod_difference(data, _variances(shape), [0, 1, 2], n_sigma_outlier=0)
+    assert result.valid[0, 4, 4] and result.valid[1, 4, 4]
+    assert not result.valid[2, 4, 4]
+    # exposure 0 at that pixel now references position 1 alone
+    np.testing.assert_allclose(result.variances["var_poisson"][0, 4, 4], 0.04 + 0.04)
+    np.testing.assert_allclose(result.variances["var_poisson"][0, 5, 5], 0.04 + 0.04 / 2)
+
+
+def test_two_point_nod_without_partner_pixel_is_invalid():
+    shape = (2, 5, 5)
+    data = _constant(shape, 1.0)
+    data[1, 2, 2] = np.nan
+    result = nod_difference(data, _variances(shape), [0, 1], n_sigma_outlier=0)
+    assert not result.valid[0, 2, 2] and np.isnan(result.data[0, 2, 2])
+
+
+def test_single_position_is_an_error():
+    shape = (2, 5, 5)
+    with pytest.raises(ValueError, match="at least two nod positions"):
+        nod_difference(np.ones(shape), _variances(shape), [0, 0])
+
+
+def test_mismatched_variance_shape_is_an_error():
+    shape = (2, 5, 5)
+    variances = _variances(shape)
+    variances["var_rnoise"] = np.ones((2, 5, 4))
+    with pytest.raises(ValueError, match="var_rnoise"):
+        nod_difference(np.ones(shape), variances, [0, 1])
+
+
+def test_group_nod_positions_clusters_dithers():
+    offsets = [0.0, 0.529, -0.529, 0.01, 0.535, -0.52]
+    np.testing.assert_array_equal(group_nod_positions(offsets, tolerance=0.1), [1, 2, 0, 1, 2, 0])
+    with pytest.raises(ValueError, match="tolerance"):
+        group_nod_positions(offsets, tolerance=0)
+
+
+def test_masks_failed_open_dilation_bar_floor_and_edges():
+    shape = (2, 9, 6)
+    data = _constant(shape, 1.0)
+    data[:, 0] = np.nan  # uncovered first row
+    dq = np.zeros(shape, dtype=np.uint32)
+    dq[0, 5, 3] = 8  # failed-open bit in this test
+    bar = _constant(shape, 1.0)
+    bar[:, 7] = 0.3
+    settings = MaskSettings(
+        do_not_use=1,
+        failed_open=8,
+        other_bad=64,
+        failed_open_dilation=1,
+        min_bar=0.4,
+        edge_pixels=1,
+    )
+    usable, flags, _ = mask_pixels(data, _variances(shape), dq, settings, barshadow=bar)
+    assert not usable[0, 5, 3] and not usable[0, 4, 3] and not usable[0, 6, 3]
+    assert not usable[0, 5, 2] and usable[1, 5, 3]
+    assert not usable[:, 7].any()  # bar floor
+    assert not usable[:, 1].any()  # edge next to the uncovered row
+    assert not usable[:, 8].any()  # edge at the end of the cutout
+    assert usable[:, 3, 0].all()
+    assert flags[0, 5, 3] == 1 | 64 and flags[0, 0, 0] == 0
+
+
+def test_stuck_closed_shutter_found():
+    shape = (3, 15, 40)
+    data = _constant(shape, 0.3) + np.random.default_rng(1).normal(0, 0.02, shape)
+    shutters = np.repeat(np.repeat(np.arange(3), 5)[:, None], 40, axis=1)
+    shutters = np.broadcast_to(shutters, shape)
+    data[:, 10:15] = np.random.default_rng(2).normal(0, 0.02, (3, 5, 40))  # shutter 2 dark
+    mask, stuck = stuck_closed_mask(data, shutters, np.ones(shape, bool), threshold=0.3)
+    assert sorted(stuck) == [(0, 2), (1, 2), (2, 2)]
+    assert mask[:, 10:15].all() and not mask[:, :10].any()
+
+
+def test_outliers_found_and_source_spared():
+    models, truth = simulate_nodded_visit(
+        "nrs_msa_prism",
+        n_slits=6,
+        n_points=3,
+        source_peak=1.0,
+        cosmic_ray_fraction=0.003,
+        n_snowballs=1,
+        seed=3,
+    )
+    hits = found = false_on_trace = trace_pixels = 0
+    for k in range(6):
+        data, variances, _ = kernel_arrays(models, k)
+        rows = np.stack([truth.slits[i][k].trace_row for i in range(3)])
+        result = nod_difference(data, variances, truth.positions, trace_rows=rows)
+        injected = np.stack([truth.slits[i][k].cosmic_rays for i in range(3)])
+        hits += injected.sum()
+        found += (result.outliers & injected).sum()
+        near = np.abs(np.arange(data.shape[1])[None, :, None] - rows[:, None, :]) <= 2
+        false_on_trace += (result.outliers & ~injected & near).sum()
+        trace_pixels += (near & np.isfinite(data)).sum()
+    assert found / hits >= 0.95
+    assert false_on_trace / trace_pixels < 1e-3
+
+
+def test_kernels_import_no_pipeline_packages():
+    forbidden = {"jwst", "stdatamodels", "stpipe", "matplotlib", "astropy", "gwcs"}
+    for module in ("noddiff.py", "psf.py"):
+        source = Path(noddiff.__file__).with_name(module).read_text()
+        imported = set()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.split(".")[0])
+        assert not imported & forbidden, (module, imported & forbidden)
+
+
+def test_inputs_not_modified():
+    shape = (3, 6, 6)
+    data = np.random.default_rng(0).normal(1.0, 0.1, shape)
+    variances = _variances(shape)
+    before = data.copy(), {c: v.copy() for c, v in variances.items()}
+    nod_difference(data, variances, [0, 1, 2], trace_rows=np.full((3, 6), 2.0))
+    np.testing.assert_array_equal(data, before[0])
+    for c in COMPONENTS:
+        np.testing.assert_array_equal(variances[c], before[1][c])
