@@ -1,0 +1,175 @@
+"""Figures for nod_diff: error calibration, outlier rejection, real data, speed and memory.
+
+Run with ``make bench`` (or ``python benchmarks/bench_nod_diff.py [--slits N]``).  Every
+figure is measured in this run; timings and peak memory come from separate child
+processes so that one measurement does not warm or bloat another.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nodcombine.offline import configure_offline_crds
+
+REPO = Path(__file__).resolve().parents[1]
+CEERS = sorted((REPO.parent / "shared" / "data" / "ceers_933").glob("*.fits"))
+
+_CHILD = r"""
+import json, resource, sys, time
+from nodcombine.offline import configure_offline_crds
+configure_offline_crds(sys.argv[3])
+task, target = sys.argv[1], sys.argv[2]
+from stdatamodels.jwst import datamodels
+from jwst.datamodels import ModelContainer
+t0 = time.perf_counter()
+if task == "open":
+    container = ModelContainer(target)
+    n = sum(len(getattr(m, "slits", [m])) for m in container)
+else:
+    from nodcombine import NodDiffStep
+    container = NodDiffStep.call(target)
+    n = sum(len(getattr(m, "slits", [m])) for m in container)
+elapsed = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": elapsed, "peak_mib": peak, "slits": n}))
+"""
+
+
+def _child(task, target, crds):
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, task, str(target), str(crds)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def calibration_table():
+    from nodcombine.noddiff import nod_difference
+    from nodcombine.simulate import simulate_nodded_visit
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from helpers import kernel_arrays, normalised_differences
+
+    print("\n1. Sky-only error calibration: std and mean of diff / propagated error")
+    print(f"{'mode':15s} {'nod':>4s} {'exp/pos':>8s} {'pixels':>8s} {'std':>7s} {'mean':>8s}")
+    for mode, n_points in [
+        ("nrs_msa_prism", 2),
+        ("nrs_msa_prism", 3),
+        ("nrs_fs_prism", 5),
+        ("miri_lrs", 2),
+    ]:
+        for repeats in (1, 2, 3):
+            zs = []
+            for seed in range(3):
+                models, truth = simulate_nodded_visit(
+                    mode,
+                    n_points=n_points,
+                    exposures_per_position=repeats,
+                    source_peak=0.0,
+                    seed=seed,
+                )
+                data, variances, _ = kernel_arrays(models)
+                result = nod_difference(data, variances, truth.positions, n_sigma_outlier=0)
+                zs.append(normalised_differences(result))
+            z = np.concatenate(zs)
+            print(
+                f"{mode:15s} {n_points:4d} {repeats:8d} {z.size:8d} {np.std(z):7.4f} "
+                f"{np.mean(z):+8.4f}"
+            )
+
+
+def outlier_table():
+    from helpers import kernel_arrays
+    from nodcombine.noddiff import nod_difference
+    from nodcombine.simulate import simulate_nodded_visit
+
+    print("\n3. Unflagged cosmic rays (0.3 % of pixels, 10-500 sigma) and one snowball per slit")
+    for n_points in (2, 3):
+        models, truth = simulate_nodded_visit(
+            "nrs_msa_prism",
+            n_slits=20,
+            n_points=n_points,
+            source_peak=1.0,
+            cosmic_ray_fraction=0.003,
+            n_snowballs=1,
+            seed=3,
+        )
+        hits = found = false = trace = 0
+        for k in range(20):
+            data, variances, _ = kernel_arrays(models, k)
+            rows = np.stack([truth.slits[i][k].trace_row for i in range(len(models))])
+            res = nod_difference(data, variances, truth.positions, trace_rows=rows)
+            injected = np.stack([truth.slits[i][k].cosmic_rays for i in range(len(models))])
+            near = np.abs(np.arange(data.shape[1])[None, :, None] - rows[:, None, :]) <= 2
+            hits += injected.sum()
+            found += (res.outliers & injected).sum()
+            false += (res.outliers & ~injected & near).sum()
+            trace += (near & np.isfinite(data)).sum()
+        print(
+            f"  {n_points}-point nod: {found}/{hits} hit pixels flagged "
+            f"({100 * found / hits:.1f} %), {false}/{trace} source-trace pixels wrongly flagged ({100 * false / trace:.3f} %)"
+        )
+
+
+def speed(n_slits, workdir, crds):
+    from nodcombine.simulate import simulate_nodded_visit, write_visit
+
+    print(f"\n5. Speed and memory: simulated {n_slits}-slit, 3-exposure MOS PRISM visit")
+    t0 = time.perf_counter()
+    models, _ = simulate_nodded_visit(
+        "nrs_msa_prism",
+        n_slits=n_slits,
+        n_points=3,
+        source_peak=0.3,
+        cosmic_ray_fraction=0.003,
+        seed=1,
+    )
+    asn, _paths = write_visit(models, workdir / "visit")
+    del models
+    print(f"  (simulated and written in {time.perf_counter() - t0:.1f} s)")
+    rows = [
+        ("open inputs (ModelContainer)", _child("open", asn, crds)),
+        ("nod_diff (open + difference)", _child("nod_diff", asn, crds)),
+    ]
+    if CEERS:
+        from nodcombine.simulate import write_association
+
+        real = write_association(CEERS, workdir / "ceers_asn.json")
+        rows += [
+            ("CEERS 933: open inputs", _child("open", real, crds)),
+            ("CEERS 933: nod_diff", _child("nod_diff", real, crds)),
+        ]
+    for label, r in rows:
+        print(
+            f"  {label:32s} {r['seconds']:7.2f} s  peak RSS {r['peak_mib']:7.0f} MiB"
+            f"  ({r['slits']} slits)"
+        )
+    base, full = rows[0][1]["seconds"], rows[1][1]["seconds"]
+    print(
+        f"  nod_diff / open = {full / base:.2f}; differencing alone "
+        f"{(full - base) / n_slits * 1e3:.1f} ms per source"
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slits", type=int, default=200)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        crds = Path(tmp) / "crds"
+        configure_offline_crds(crds)
+        calibration_table()
+        outlier_table()
+        speed(args.slits, Path(tmp), crds)
+
+
+if __name__ == "__main__":
+    main()
