@@ -115,7 +115,8 @@ def outlier_table():
             trace += (near & np.isfinite(data)).sum()
         print(
             f"  {n_points}-point nod: {found}/{hits} hit pixels flagged "
-            f"({100 * found / hits:.1f} %), {false}/{trace} source-trace pixels wrongly flagged ({100 * false / trace:.3f} %)"
+            f"({100 * found / hits:.1f} %), {false}/{trace} source-trace pixels wrongly "
+            f"flagged ({100 * false / trace:.3f} %)"
         )
 
 
