@@ -193,22 +193,23 @@ def test_stuck_closed_shutter_found():
     assert mask[:, 10:15].all() and not mask[:, :10].any()
 
 
-def test_outliers_found_and_source_spared():
+@pytest.mark.parametrize("n_points", [2, 3])
+def test_outliers_found_and_source_spared(n_points):
     models, truth = simulate_nodded_visit(
         "nrs_msa_prism",
-        n_slits=6,
-        n_points=3,
+        n_slits=8,
+        n_points=n_points,
         source_peak=1.0,
         cosmic_ray_fraction=0.003,
         n_snowballs=1,
         seed=3,
     )
     hits = found = false_on_trace = trace_pixels = 0
-    for k in range(6):
+    for k in range(8):
         data, variances, _ = kernel_arrays(models, k)
-        rows = np.stack([truth.slits[i][k].trace_row for i in range(3)])
+        rows = np.stack([truth.slits[i][k].trace_row for i in range(n_points)])
         result = nod_difference(data, variances, truth.positions, trace_rows=rows)
-        injected = np.stack([truth.slits[i][k].cosmic_rays for i in range(3)])
+        injected = np.stack([truth.slits[i][k].cosmic_rays for i in range(n_points)])
         hits += injected.sum()
         found += (result.outliers & injected).sum()
         near = np.abs(np.arange(data.shape[1])[None, :, None] - rows[:, None, :]) <= 2

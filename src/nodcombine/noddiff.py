@@ -459,6 +459,41 @@ def find_cross_exposure_outliers(
         excess = data[e] - sources[e] - sky
         with np.errstate(invalid="ignore"):
             flagged[e] = tested[e] & (excess > n_sigma * sigma + model_fraction * peak)
+    if n_exp == 2:
+        # with one partner the median cannot reject a hit's mirror image
+        flagged = _drop_echoes(flagged, data, trace_rows, half_width)
+    return flagged
+
+
+def _drop_echoes(flagged, data, trace_rows, half_width):
+    """Unflag the mirror images of hits that the source model carried across.
+
+    A hit in exposure ``e`` at the trace of another exposure ``f`` enters ``D_f``
+    negatively, and ``D_f`` predicts the source on ``e``'s own trace: the hit
+    then reappears there, one nod offset away, with the same amplitude (and
+    the other way round).  With a single partner exposure nothing rejects it.  Of
+    two flags in one exposure that are such mirror images, the one that stands
+    out less from its row (a running median along the dispersion) is dropped:
+    a hit is sharp, the source it was mistaken for is smooth.
+    """
+    flagged = flagged.copy()
+    n_exp, ny, _ = data.shape
+    for e in range(n_exp):
+        if not flagged[e].any():
+            continue
+        row_median = ndimage.median_filter(np.nan_to_num(data[e]), size=(1, 15))
+        sharpness = np.abs(np.nan_to_num(data[e]) - row_median)
+        rows, cols = np.nonzero(flagged[e])
+        for f in range(n_exp):
+            if f == e:
+                continue
+            shift = np.rint(trace_rows[e] - trace_rows[f]).astype(int)
+            own = np.abs(rows - trace_rows[e][cols]) <= half_width
+            mirror = np.where(own, rows - shift[cols], rows + shift[cols])
+            ok = (mirror >= 0) & (mirror < ny)
+            for r, c, m in zip(rows[ok], cols[ok], mirror[ok], strict=True):
+                if flagged[e, m, c] and sharpness[r, c] < sharpness[m, c]:
+                    flagged[e, r, c] = False
     return flagged
 
 
@@ -470,7 +505,7 @@ def nod_difference(
     usable=None,
     trace_rows=None,
     n_sigma_outlier=5.0,
-    outlier_model_fraction=0.15,
+    outlier_model_fraction=0.1,
     trace_half_width=None,
     outlier_iterations=3,
 ):
