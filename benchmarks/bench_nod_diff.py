@@ -86,6 +86,67 @@ def calibration_table():
             )
 
 
+def real_data_table(crds):
+    if not CEERS:
+        print("\n2. Real CEERS 933 triplet: ../shared/data/ceers_933 not found, skipped")
+        return
+    from stdatamodels.jwst import datamodels
+
+    from nodcombine import NodDiffStep
+    from nodcombine import models as adapter
+
+    print("\n2. Real CEERS 933 triplet (NIRSpec MOS PRISM, 3-shutter nod)")
+    result = NodDiffStep.call([str(f) for f in CEERS])
+    groups, _ = adapter.group_by_source(list(result))
+    stack = adapter.stack_source(groups[0].members)
+    rows = np.arange(stack.data.shape[1])[None, :, None]
+    away = np.all(np.abs(rows - stack.trace_rows[:, None, :]) > 3, axis=0)[None]
+    with np.errstate(invalid="ignore"):
+        z = stack.data / np.sqrt(sum(stack.variances.values()))
+    zz = z[np.isfinite(z) & away]
+    mad = 1.4826 * np.median(np.abs(zz - np.median(zz)))
+    print(
+        f"  away from all traces (> 3 px): {zz.size} pixels, median diff/err {np.median(zz):+.4f},"
+        f" std {np.std(zz):.3f}, MAD-std {mad:.3f}"
+    )
+    y_offsets = [datamodels.open(f).meta.dither.y_offset for f in CEERS]
+    cols = np.arange(60, 300)
+    grid = np.arange(-12.0, 12.01, 0.25)
+    for e in range(3):
+        diff = stack.data[e]
+        profile = np.array(
+            [
+                np.nanmedian(
+                    [
+                        np.interp(
+                            stack.trace_rows[e][c] + o,
+                            np.arange(diff.shape[0]),
+                            diff[:, c],
+                            left=np.nan,
+                            right=np.nan,
+                        )
+                        for c in cols
+                    ]
+                )
+                for o in grid
+            ]
+        )
+        for f in range(3):
+            if f == e:
+                continue
+            predicted = (y_offsets[f] - y_offsets[e]) / 0.1045
+            near = np.abs(grid - predicted) <= 2.5
+            weight = np.clip(-profile[near], 0, None)
+            measured = np.sum(grid[near] * weight) / np.sum(weight)
+            wcs_sep = np.median(stack.trace_rows[f][cols] - stack.trace_rows[e][cols])
+            print(
+                f"  exposure {e + 1}: negative image of exposure {f + 1} at {measured:+6.2f} px;"
+                f" dither offsets predict {predicted:+6.2f}, WCS traces {wcs_sep:+6.2f}"
+            )
+    outliers = sum(int(((m.dq & 16) > 0).sum()) for m in result)
+    print(f"  cross-exposure outliers flagged: {outliers} pixels in 3 exposures")
+
+
 def outlier_table():
     from helpers import kernel_arrays
     from nodcombine.noddiff import nod_difference
@@ -168,6 +229,7 @@ def main():
         crds = Path(tmp) / "crds"
         configure_offline_crds(crds)
         calibration_table()
+        real_data_table(crds)
         outlier_table()
         speed(args.slits, Path(tmp), crds)
 
