@@ -1,0 +1,69 @@
+"""Monte-Carlo checks over many realisations (``make test-slow``)."""
+
+import numpy as np
+import pytest
+
+from helpers import kernel_arrays, normalised_differences
+from nodcombine import NodDiffStep
+from nodcombine.noddiff import nod_difference
+from nodcombine.simulate import simulate_nodded_visit
+
+pytestmark = pytest.mark.slow
+
+CONFIGURATIONS = [
+    (mode, n_points, repeats)
+    for mode, patterns in [
+        ("nrs_msa_prism", (2, 3)),
+        ("nrs_msa_g395m", (2, 3)),
+        ("nrs_fs_prism", (2, 3, 5)),
+        ("miri_lrs", (2,)),
+    ]
+    for n_points in patterns
+    for repeats in (1, 2, 3)
+]
+
+
+@pytest.mark.parametrize(("mode", "n_points", "repeats"), CONFIGURATIONS)
+def test_error_calibration_many_realisations(mode, n_points, repeats):
+    zs = []
+    for seed in range(8):
+        models, truth = simulate_nodded_visit(
+            mode, n_points=n_points, exposures_per_position=repeats, source_peak=0.0, seed=seed
+        )
+        data, variances, _ = kernel_arrays(models)
+        result = nod_difference(data, variances, truth.positions, n_sigma_outlier=0)
+        zs.append(normalised_differences(result))
+    z = np.concatenate(zs)
+    assert np.std(z) == pytest.approx(1.0, abs=0.01)
+    assert np.mean(z) == pytest.approx(0.0, abs=0.01)
+
+
+@pytest.mark.parametrize("n_points", [2, 3])
+def test_outlier_rejection_keeps_errors_calibrated(n_points):
+    # with rejection on, sky-only differences of cosmic-ray-free pixels stay N(0, 1):
+    # the rejection removes hits, not noise
+    zs = []
+    for seed in range(6):
+        models, truth = simulate_nodded_visit(
+            "nrs_msa_prism",
+            n_slits=4,
+            n_points=n_points,
+            source_peak=0.3,
+            cosmic_ray_fraction=0.003,
+            seed=100 + seed,
+        )
+        result = NodDiffStep.call(models)
+        for i, model in enumerate(result):
+            for k, slit in enumerate(model.slits):
+                rows = np.arange(slit.data.shape[0])[:, None]
+                away = np.ones(slit.data.shape, bool)
+                for j in range(len(models)):
+                    away &= np.abs(rows - truth.slits[j][k].trace_row[None, :]) > 2.2
+                hit = truth.slits[i][k].cosmic_rays
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    z = (slit.data / slit.err)[away & ~hit]
+                zs.append(z[np.isfinite(z)])
+    z = np.concatenate(zs)
+    assert z.size > 20_000
+    assert np.std(z) == pytest.approx(1.0, abs=0.03)
+    assert np.mean(np.abs(z) > 5) < 1e-3
