@@ -18,6 +18,7 @@ import numpy as np
 from nodcombine.offline import configure_offline_crds
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the shared measurement helpers
 CEERS = sorted((REPO.parent / "shared" / "data" / "ceers_933").glob("*.fits"))
 
 _CHILD = r"""
@@ -55,34 +56,21 @@ def _child(task, target, crds):
 
 
 def calibration_table():
-    from nodcombine.noddiff import nod_difference
-    from nodcombine.simulate import simulate_nodded_visit
-
-    sys.path.insert(0, str(REPO / "tests"))
-    from helpers import kernel_arrays, normalised_differences
+    from helpers import sky_only_z
 
     print("\n1. Sky-only error calibration: std and mean of diff / propagated error")
     print(f"{'mode':15s} {'nod':>4s} {'exp/pos':>8s} {'pixels':>8s} {'std':>7s} {'mean':>8s}")
     for mode, n_points in [
         ("nrs_msa_prism", 2),
         ("nrs_msa_prism", 3),
+        ("nrs_msa_g395m", 3),
+        ("nrs_fs_prism", 2),
+        ("nrs_fs_prism", 3),
         ("nrs_fs_prism", 5),
         ("miri_lrs", 2),
     ]:
         for repeats in (1, 2, 3):
-            zs = []
-            for seed in range(3):
-                models, truth = simulate_nodded_visit(
-                    mode,
-                    n_points=n_points,
-                    exposures_per_position=repeats,
-                    source_peak=0.0,
-                    seed=seed,
-                )
-                data, variances, _ = kernel_arrays(models)
-                result = nod_difference(data, variances, truth.positions, n_sigma_outlier=0)
-                zs.append(normalised_differences(result))
-            z = np.concatenate(zs)
+            z = sky_only_z(mode, n_points, repeats, seeds=range(3))
             print(
                 f"{mode:15s} {n_points:4d} {repeats:8d} {z.size:8d} {np.std(z):7.4f} "
                 f"{np.mean(z):+8.4f}"
@@ -151,37 +139,18 @@ def real_data_table(crds):
 
 
 def outlier_table():
-    from helpers import kernel_arrays
-    from nodcombine.noddiff import nod_difference
-    from nodcombine.simulate import simulate_nodded_visit
+    from helpers import outlier_recovery
 
     print("\n3. Unflagged cosmic rays (0.3 % of pixels, 10-500 sigma) and one snowball per slit")
     for n_points in (2, 3):
-        models, truth = simulate_nodded_visit(
-            "nrs_msa_prism",
-            n_slits=20,
-            n_points=n_points,
-            source_peak=1.0,
-            cosmic_ray_fraction=0.003,
-            n_snowballs=1,
-            seed=3,
-        )
-        hits = found = false = trace = 0
-        for k in range(20):
-            data, variances, _ = kernel_arrays(models, k)
-            rows = np.stack([truth.slits[i][k].trace_row for i in range(len(models))])
-            res = nod_difference(data, variances, truth.positions, trace_rows=rows)
-            injected = np.stack([truth.slits[i][k].cosmic_rays for i in range(len(models))])
-            near = np.abs(np.arange(data.shape[1])[None, :, None] - rows[:, None, :]) <= 2
-            hits += injected.sum()
-            found += (res.outliers & injected).sum()
-            false += (res.outliers & ~injected & near).sum()
-            trace += (near & np.isfinite(data)).sum()
-        print(
-            f"  {n_points}-point nod: {found}/{hits} hit pixels flagged "
-            f"({100 * found / hits:.1f} %), {false}/{trace} source-trace pixels wrongly "
-            f"flagged ({100 * false / trace:.3f} %)"
-        )
+        for peak in (1.0, 0.2):
+            c = outlier_recovery(n_points, n_slits=20, source_peak=peak)
+            print(
+                f"  {n_points}-point nod, source peak {peak} MJy/sr: {c['found']}/{c['hits']} hit "
+                f"pixels flagged ({100 * c['found'] / c['hits']:.1f} %), "
+                f"{c['false_on_trace']}/{c['trace_pixels']} source-trace pixels (within 2 px) "
+                f"wrongly flagged ({100 * c['false_on_trace'] / c['trace_pixels']:.3f} %)"
+            )
 
 
 def speed(n_slits, workdir, crds):

@@ -4,7 +4,7 @@ import numpy as np
 
 from nodcombine.noddiff import VARIANCE_COMPONENTS
 
-__all__ = ["kernel_arrays", "normalised_differences"]
+__all__ = ["kernel_arrays", "normalised_differences", "outlier_recovery", "sky_only_z"]
 
 
 def _slit(model, k):
@@ -27,3 +27,54 @@ def normalised_differences(result):
     error = np.sqrt(sum(result.variances.values()))
     z = result.data / error
     return z[np.isfinite(z)]
+
+
+def sky_only_z(mode, n_points, repeats, seeds):
+    """Normalised sky-only differences of simulated visits, pooled over ``seeds``."""
+    from nodcombine.noddiff import nod_difference
+    from nodcombine.simulate import simulate_nodded_visit
+
+    zs = []
+    for seed in seeds:
+        models, truth = simulate_nodded_visit(
+            mode, n_points=n_points, exposures_per_position=repeats, source_peak=0.0, seed=seed
+        )
+        data, variances, _ = kernel_arrays(models)
+        result = nod_difference(data, variances, truth.positions, n_sigma_outlier=0)
+        zs.append(normalised_differences(result))
+    return np.concatenate(zs)
+
+
+def outlier_recovery(n_points, *, n_slits, source_peak=1.0, seed=3, trace_distance=2.0):
+    """Injected hit pixels, those flagged, and wrongly flagged source-trace pixels.
+
+    Returns
+    -------
+    dict
+        ``hits``, ``found``, ``false_on_trace``, ``trace_pixels``.
+    """
+    from nodcombine.noddiff import nod_difference
+    from nodcombine.simulate import simulate_nodded_visit
+
+    models, truth = simulate_nodded_visit(
+        "nrs_msa_prism",
+        n_slits=n_slits,
+        n_points=n_points,
+        source_peak=source_peak,
+        cosmic_ray_fraction=0.003,
+        n_snowballs=1,
+        seed=seed,
+    )
+    counts = dict.fromkeys(("hits", "found", "false_on_trace", "trace_pixels"), 0)
+    n_exp = len(models)
+    for k in range(n_slits):
+        data, variances, _ = kernel_arrays(models, k)
+        rows = np.stack([truth.slits[i][k].trace_row for i in range(n_exp)])
+        result = nod_difference(data, variances, truth.positions, trace_rows=rows)
+        injected = np.stack([truth.slits[i][k].cosmic_rays for i in range(n_exp)])
+        near = np.abs(np.arange(data.shape[1])[None, :, None] - rows[:, None, :]) <= trace_distance
+        counts["hits"] += int(injected.sum())
+        counts["found"] += int((result.outliers & injected).sum())
+        counts["false_on_trace"] += int((result.outliers & ~injected & near).sum())
+        counts["trace_pixels"] += int((near & np.isfinite(data)).sum())
+    return counts

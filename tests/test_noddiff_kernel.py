@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import kernel_arrays, normalised_differences
+from helpers import outlier_recovery, sky_only_z
 from nodcombine import noddiff
 from nodcombine.noddiff import (
     MaskSettings,
@@ -15,7 +15,6 @@ from nodcombine.noddiff import (
     nod_difference,
     stuck_closed_mask,
 )
-from nodcombine.simulate import simulate_nodded_visit
 
 COMPONENTS = noddiff.VARIANCE_COMPONENTS
 
@@ -104,12 +103,7 @@ def test_shared_reference_counted_once_when_combining_repeats():
     ],
 )
 def test_sky_only_error_calibration(mode, n_points, repeats):
-    models, truth = simulate_nodded_visit(
-        mode, n_points=n_points, exposures_per_position=repeats, source_peak=0.0, seed=7
-    )
-    data, variances, _ = kernel_arrays(models)
-    result = nod_difference(data, variances, truth.positions, n_sigma_outlier=0)
-    z = normalised_differences(result)
+    z = sky_only_z(mode, n_points, repeats, seeds=[7])
     assert z.size > 10_000
     assert np.std(z) == pytest.approx(1.0, abs=0.02)
     assert np.mean(z) == pytest.approx(0.0, abs=0.02)
@@ -195,28 +189,9 @@ def test_stuck_closed_shutter_found():
 
 @pytest.mark.parametrize("n_points", [2, 3])
 def test_outliers_found_and_source_spared(n_points):
-    models, truth = simulate_nodded_visit(
-        "nrs_msa_prism",
-        n_slits=8,
-        n_points=n_points,
-        source_peak=1.0,
-        cosmic_ray_fraction=0.003,
-        n_snowballs=1,
-        seed=3,
-    )
-    hits = found = false_on_trace = trace_pixels = 0
-    for k in range(8):
-        data, variances, _ = kernel_arrays(models, k)
-        rows = np.stack([truth.slits[i][k].trace_row for i in range(n_points)])
-        result = nod_difference(data, variances, truth.positions, trace_rows=rows)
-        injected = np.stack([truth.slits[i][k].cosmic_rays for i in range(n_points)])
-        hits += injected.sum()
-        found += (result.outliers & injected).sum()
-        near = np.abs(np.arange(data.shape[1])[None, :, None] - rows[:, None, :]) <= 2
-        false_on_trace += (result.outliers & ~injected & near).sum()
-        trace_pixels += (near & np.isfinite(data)).sum()
-    assert found / hits >= 0.95
-    assert false_on_trace / trace_pixels < 1e-3
+    counts = outlier_recovery(n_points, n_slits=8)
+    assert counts["found"] / counts["hits"] >= 0.95
+    assert counts["false_on_trace"] / counts["trace_pixels"] < 1e-3
 
 
 def test_kernels_import_no_pipeline_packages():
