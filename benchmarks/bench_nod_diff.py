@@ -41,7 +41,9 @@ else:
     n = sum(len(getattr(m, "slits", [m])) for m in container)
 elapsed = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"seconds": elapsed, "peak_mib": peak, "slits": n}))
+status = open("/proc/self/status").read().split("VmRSS:")[1].split()[0]
+print(json.dumps({"seconds": elapsed, "peak_mib": peak, "end_mib": int(status) / 1024,
+                  "slits": n}))
 """
 
 
