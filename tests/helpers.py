@@ -4,7 +4,13 @@ import numpy as np
 
 from nodcombine.noddiff import VARIANCE_COMPONENTS
 
-__all__ = ["kernel_arrays", "normalised_differences", "outlier_recovery", "sky_only_z"]
+__all__ = [
+    "away_from_traces",
+    "kernel_arrays",
+    "normalised_differences",
+    "outlier_recovery",
+    "sky_only_z",
+]
 
 
 def _slit(model, k):
@@ -78,3 +84,22 @@ def outlier_recovery(n_points, *, n_slits, source_peak=1.0, seed=3, trace_distan
         counts["false_on_trace"] += int((result.outliers & ~injected & near).sum())
         counts["trace_pixels"] += int((near & np.isfinite(data)).sum())
     return counts
+
+
+def away_from_traces(slit, models, truth, k, distance=2.2, exclude=None):
+    """diff/err of one slit more than ``distance`` rows from every exposure's true trace."""
+    rows = np.arange(slit.data.shape[0])[:, None]
+    cols = np.arange(slit.data.shape[1])
+    away = np.ones(slit.data.shape, bool)
+    for j, other in enumerate(models):
+        # exposure j's true trace in this cutout's coordinates
+        dx = slit.xstart - other.slits[k].xstart
+        dy = other.slits[k].ystart - slit.ystart
+        trace = truth.slits[j][k].trace_row
+        trace_here = np.interp(cols + dx, np.arange(trace.size), trace) + dy
+        away &= np.abs(rows - trace_here[None, :]) > distance
+    if exclude is not None:
+        away &= ~exclude
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = (slit.data / slit.err)[away]
+    return z[np.isfinite(z)]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from helpers import sky_only_z
+from helpers import away_from_traces, sky_only_z
 from nodcombine import NodDiffStep
 from nodcombine.simulate import simulate_nodded_visit
 
@@ -46,14 +46,8 @@ def test_outlier_rejection_keeps_errors_calibrated(n_points):
         result = NodDiffStep.call(models)
         for i, model in enumerate(result):
             for k, slit in enumerate(model.slits):
-                rows = np.arange(slit.data.shape[0])[:, None]
-                away = np.ones(slit.data.shape, bool)
-                for j in range(len(models)):
-                    away &= np.abs(rows - truth.slits[j][k].trace_row[None, :]) > 2.2
-                hit = truth.slits[i][k].cosmic_rays
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    z = (slit.data / slit.err)[away & ~hit]
-                zs.append(z[np.isfinite(z)])
+                hits = truth.slits[i][k].cosmic_rays
+                zs.append(away_from_traces(slit, models, truth, k, exclude=hits))
     z = np.concatenate(zs)
     assert z.size > 20_000
     assert np.std(z) == pytest.approx(1.0, abs=0.03)

@@ -485,14 +485,26 @@ def _inject_cosmic_rays(shape, fraction, n_snowballs, rng):
 
 
 def _slit_geometry(mode, offsets, rng, jitter):
-    """Window centre row and per-exposure cutout origins in window coordinates."""
+    """Window centre row and per-exposure cutouts ``(x0, y0, nx, ny)`` in window coordinates.
+
+    With ``jitter``, real cutouts' habit of differing by a pixel or two in origin
+    and size between exposures is imitated.
+    """
     pad = 2
     centre_row = pad + (mode.n_spatial - 1) / 2.0 + rng.uniform(-0.3, 0.3)
-    origins = []
+    cutouts = []
     for _ in offsets:
         dx, dy = rng.integers(-1, 2, size=2) if jitter else (0, 0)
-        origins.append((pad + int(dx), pad + int(dy)))
-    return centre_row, origins
+        trim_x, trim_y = rng.integers(0, 2, size=2) if jitter else (0, 0)
+        cutouts.append(
+            (
+                pad + int(dx),
+                pad + int(dy),
+                mode.n_dispersion - int(trim_x),
+                mode.n_spatial - int(trim_y),
+            )
+        )
+    return centre_row, cutouts
 
 
 def simulate_nodded_visit(
@@ -645,6 +657,13 @@ def _simulate_slit(mode, k, offsets, opt, rng):
         r0 = round(centre_row) + 6
         failed_band = (r0 - 2, r0 + 3)  # light in 5 rows, flagged in the inner 3
 
+    geometry = {
+        "wave": wave,
+        "bar": bar,
+        "illuminated": illuminated,
+        "trace": trace,
+        "sigma_pix": sigma_pix,
+    }
     entries = []
     for i, offset in enumerate(offsets):
         src_row = mid_row - opt["intra"] / mode.pixel_scale + offset / mode.pixel_scale
@@ -660,18 +679,13 @@ def _simulate_slit(mode, k, offsets, opt, rng):
         entries.append(
             _cut_out(
                 mode,
-                i,
                 k,
                 offset,
                 opt,
                 origins[i],
+                geometry,
                 arrays,
-                wave,
-                bar,
-                illuminated,
-                trace,
                 src_row,
-                sigma_pix,
                 amplitude * spectrum * np.where(light, profile, 0).sum(axis=0),
             )
         )
@@ -712,25 +726,15 @@ def _noisy_exposure(mode, scene, bar, illuminated, opt, rng):
     return out
 
 
-def _cut_out(
-    mode,
-    i,
-    k,
-    offset,
-    opt,
-    origin,
-    arrays,
-    wave,
-    bar,
-    illuminated,
-    trace,
-    src_row,
-    sigma_pix,
-    column_flux,
-):
-    """Cut exposure ``i``'s window to its cutout and attach WCS and truth."""
-    ox, oy = origin
-    ny, nx = mode.n_spatial, mode.n_dispersion
+def _cut_out(mode, k, offset, opt, origin, geometry, arrays, src_row, column_flux):
+    """Cut one exposure's window of slit ``k`` to its cutout; attach WCS and truth.
+
+    ``geometry`` holds what the exposures of a slit share: ``wave``, ``bar``,
+    ``illuminated``, ``trace`` (slit-centre polynomial) and ``sigma_pix``.
+    """
+    wave, bar, illuminated = geometry["wave"], geometry["bar"], geometry["illuminated"]
+    trace, sigma_pix = geometry["trace"], geometry["sigma_pix"]
+    ox, oy, nx, ny = origin
     cut = (slice(oy, oy + ny), slice(ox, ox + nx))
     out = {key: val[cut] for key, val in arrays.items()}
     out["wavelength"] = np.where(illuminated, wave[None, :], np.nan)[cut].astype(np.float32)
