@@ -186,8 +186,8 @@ def speed(n_slits, workdir, crds):
         ]
     for label, r in rows:
         print(
-            f"  {label:32s} {r['seconds']:7.2f} s  peak RSS {r['peak_mib']:7.0f} MiB"
-            f"  ({r['slits']} slits)"
+            f"  {label:30s} {r['seconds']:6.2f} s  peak RSS {r['peak_mib']:4.0f} MiB, "
+            f"at the end {r['end_mib']:4.0f} MiB  ({r['slits']} slits)"
         )
     base, full = rows[1][1]["seconds"], rows[2][1]["seconds"]
     print(
@@ -199,14 +199,19 @@ def speed(n_slits, workdir, crds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slits", type=int, default=200)
+    parser.add_argument("--sections", default="1235", help="which sections to run, e.g. 5")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         crds = Path(tmp) / "crds"
         configure_offline_crds(crds)
-        calibration_table()
-        real_data_table(crds)
-        outlier_table()
-        speed(args.slits, Path(tmp), crds)
+        if "1" in args.sections:
+            calibration_table()
+        if "2" in args.sections:
+            real_data_table(crds)
+        if "3" in args.sections:
+            outlier_table()
+        if "5" in args.sections:
+            speed(args.slits, Path(tmp), crds)
 
 
 if __name__ == "__main__":
