@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from jwst.datamodels import ModelContainer
 from stdatamodels.jwst import datamodels
 from stdatamodels.jwst.datamodels import dqflags
 
@@ -22,6 +23,8 @@ __all__ = [
     "NIRSPEC_SHUTTER_PITCH",
     "SourceGroup",
     "SourceStack",
+    "check_member",
+    "container_problem",
     "exposure_slits",
     "group_by_source",
     "nod_offset",
@@ -431,3 +434,26 @@ def _write_array(node, name, values):
         current[...] = values.astype(current.dtype, copy=False)
     else:
         setattr(node, name, values)
+
+
+def container_problem(container):
+    """Why an input cannot be nod differenced at all, or None.
+
+    Parameters
+    ----------
+    container : ModelContainer or DataModel
+        What the step opened.
+
+    Returns
+    -------
+    str or None
+    """
+    if not isinstance(container, ModelContainer):
+        name = getattr(container.meta, "filename", None) or type(container).__name__
+        return f"{name}: a single exposure; nod differencing needs an association of exposures"
+    asn_type = (getattr(container, "asn_table", None) or {}).get("asn_type")
+    if asn_type not in (None, "spec3", "spec2"):
+        return f"association has asn_type={asn_type!r}, not a spec3 association"
+    if len(container) < 2:
+        return f"{len(container)} exposure(s); nod differencing needs at least two"
+    return None

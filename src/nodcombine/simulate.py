@@ -16,21 +16,21 @@ the centre of the shutter holding the source (so it moves one pitch between nod
 positions) and the WCS takes cutout pixel coordinates.
 """
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-from astropy import coordinates
-from astropy import units as u
-from astropy.modeling import models
-from gwcs import coordinate_frames as cf
-from gwcs.wcs import WCS
 from scipy.special import ndtr
-from stdatamodels.jwst import datamodels
 from stdatamodels.jwst.datamodels import dqflags
 
 from nodcombine.psf import psf_fwhm_arcsec
+from nodcombine.simfiles import (
+    NOD_TYPES,
+    build_exposure_model,
+    slit_name,
+    write_association,
+    write_visit,
+)
+from nodcombine.simwcs import miri_slit_wcs, nirspec_slit_wcs
 
 __all__ = [
     "MODES",
@@ -199,16 +199,6 @@ MODES = {
     ),
 }
 
-#: (primary_type, nod_type) written to meta.dither, as real products carry them
-_NOD_TYPES = {
-    ("NRS_MSASPEC", 2): ("NONE", "2-SHUTTER-SLITLET"),
-    ("NRS_MSASPEC", 3): ("NONE", "3-SHUTTER-SLITLET"),
-    ("NRS_FIXEDSLIT", 2): ("2-POINT-NOD", "NONE"),
-    ("NRS_FIXEDSLIT", 3): ("3-POINT-NOD", "NONE"),
-    ("NRS_FIXEDSLIT", 5): ("5-POINT-NOD", "NONE"),
-    ("MIR_LRS-FIXEDSLIT", 2): ("ALONG-SLIT-NOD", "NONE"),
-}
-
 
 def nod_offsets(mode, n_points):
     """Along-slit nod offsets of a pattern, arcsec.
@@ -226,8 +216,8 @@ def nod_offsets(mode, n_points):
     numpy.ndarray
         Offset of each position along the slit, arcsec.
     """
-    if (mode.exp_type, n_points) not in _NOD_TYPES:
-        allowed = sorted(n for (e, n) in _NOD_TYPES if e == mode.exp_type)
+    if (mode.exp_type, n_points) not in NOD_TYPES:
+        allowed = sorted(n for (e, n) in NOD_TYPES if e == mode.exp_type)
         raise ValueError(f"n_points must be one of {allowed} for {mode.name}, got {n_points}")
     if mode.shutter_pitch is not None:
         # MOS nods move the source by one shutter pitch: 1x1, x11, 11x
@@ -326,114 +316,6 @@ def _bar_throughput(y_middle, mode):
     for bar in (-1.5 * pitch, -0.5 * pitch, 0.5 * pitch, 1.5 * pitch):
         throughput -= 0.58 * np.exp(-0.5 * ((y_middle - bar) / 0.09) ** 2)
     return np.clip(throughput, 0.05, 1.0)
-
-
-def _slit_frames(mode):
-    """The detector, slit_frame and world frames of a NIRSpec slit."""
-    detector = cf.Frame2D(name="detector", axes_order=(0, 1), unit=(u.pix, u.pix))
-    spatial = cf.Frame2D(
-        name="slit_spatial", axes_order=(0, 1), unit=("", ""), axes_names=("x_slit", "y_slit")
-    )
-    spectral_m = cf.SpectralFrame(
-        name="spectral", axes_order=(2,), unit=(u.m,), axes_names=("wavelength",)
-    )
-    slit_frame = cf.CompositeFrame([spatial, spectral_m], name="slit_frame")
-    sky = cf.CelestialFrame(
-        name="sky", axes_order=(0, 1), reference_frame=coordinates.ICRS(), unit=(u.deg, u.deg)
-    )
-    spectral_um = cf.SpectralFrame(
-        name="spectral", axes_order=(2,), unit=(u.micron,), axes_names=("wavelength",)
-    )
-    world = cf.CompositeFrame([sky, spectral_um], name="world")
-    return detector, slit_frame, world
-
-
-def _nirspec_wcs(mode, wave_um, trace_coeffs, origin, shape, source_pos, sky_pos):
-    """Gwcs detector -> slit_frame -> world for one NIRSpec cutout.
-
-    ``trace_coeffs`` give the row of slit y = 0 in window coordinates; ``origin``
-    is the cutout's offset in that window, so the WCS takes cutout pixels as real
-    slit WCSs do.
-    """
-    c0, c1, c2 = trace_coeffs
-    upr = 1.0 / mode.rows_per_unit
-    x_pix = np.arange(wave_um.size, dtype=float)
-    to_lambda = models.Tabular1D(
-        points=x_pix, lookup_table=wave_um * 1e-6, bounds_error=False, fill_value=np.nan
-    )
-    from_lambda = models.Tabular1D(
-        points=wave_um * 1e-6, lookup_table=x_pix, bounds_error=False, fill_value=np.nan
-    )
-    y_slit = models.Polynomial2D(2, c0_0=upr * c0, c1_0=upr * c1, c2_0=upr * c2, c0_1=-upr)
-    forward = models.Mapping((0, 0, 1, 0)) | (models.Const1D(0.0) & y_slit & to_lambda)
-    row_of = models.Polynomial2D(2, c0_0=c0, c1_0=c1, c2_0=c2, c0_1=-1.0 / upr)
-    forward.inverse = (
-        models.Mapping((2, 1))
-        | (from_lambda & models.Identity(1))
-        | models.Mapping((0, 0, 1))
-        | (models.Identity(1) & row_of)
-    )
-    det2slit = (models.Shift(origin[0]) & models.Shift(origin[1])) | forward
-
-    xpos, ypos = source_pos
-    ra, dec = sky_pos
-    arcsec = 1.0 / 3600.0
-    slit2world = (
-        (
-            models.Shift(-xpos)
-            | models.Scale(0.2 * arcsec / np.cos(np.deg2rad(dec)))
-            | models.Shift(ra)
-        )
-        & (models.Shift(-ypos) | models.Scale(mode.slit_unit_arcsec * arcsec) | models.Shift(dec))
-        & models.Scale(1e6)
-    )
-    detector, slit_frame, world = _slit_frames(mode)
-    wcs = WCS([(detector, det2slit), (slit_frame, slit2world), (world, None)])
-    wcs.bounding_box = ((-0.5, shape[1] - 0.5), (-0.5, shape[0] - 0.5))
-    return wcs
-
-
-def _miri_wcs(mode, wave_um, trace_coeffs, origin, shape, sky_pos, slit_centre_dec):
-    """Gwcs detector -> world for a MIRI LRS slit image (dispersion along y).
-
-    MIRI LRS has no ``slit_frame``; the along-slit sky offset is (x - centre(y))
-    times the pixel scale, so the inverse from (ra, dec, wavelength) is exact.
-    """
-    c0, c1, c2 = trace_coeffs
-    y_pix = np.arange(wave_um.size, dtype=float)
-    to_lambda = models.Tabular1D(
-        points=y_pix, lookup_table=wave_um, bounds_error=False, fill_value=np.nan
-    )
-    from_lambda = models.Tabular1D(
-        points=wave_um, lookup_table=y_pix, bounds_error=False, fill_value=np.nan
-    )
-    arcsec = 1.0 / 3600.0
-    # along-slit offset in arcsec from the slit centre: (x - c(y)) * scale
-    s = mode.pixel_scale
-    along = models.Polynomial2D(2, c0_0=-s * c0, c0_1=-s * c1, c0_2=-s * c2, c1_0=s)
-    forward = (
-        models.Mapping((0, 1, 1))
-        | (along & to_lambda)
-        | models.Mapping((0, 0, 1))
-        | (
-            (models.Scale(0.0) | models.Shift(sky_pos[0]))
-            & (models.Scale(arcsec) | models.Shift(slit_centre_dec))
-            & models.Identity(1)
-        )
-    )
-    column_of = models.Polynomial2D(2, c0_0=c0, c1_0=1.0 / s, c0_1=c1, c0_2=c2)
-    forward.inverse = (
-        models.Mapping((1, 2))
-        | ((models.Shift(-slit_centre_dec) | models.Scale(3600.0)) & from_lambda)
-        | models.Mapping((0, 1, 1))
-        | (column_of & models.Identity(1))
-    )
-    full = (models.Shift(origin[0]) & models.Shift(origin[1])) | forward
-    detector = cf.Frame2D(name="detector", axes_order=(0, 1), unit=(u.pix, u.pix))
-    _, _, world = _slit_frames(mode)
-    wcs = WCS([(detector, full), (world, None)])
-    wcs.bounding_box = ((-0.5, shape[1] - 0.5), (-0.5, shape[0] - 0.5))
-    return wcs
 
 
 def _as_per_slit(value, n_slits, name):
@@ -613,7 +495,9 @@ def simulate_nodded_visit(
     models_out, truth_slits = [], []
     for i in range(len(offsets)):
         exposure = [slit[i] for slit in per_slit]
-        models_out.append(_build_model(mode, i, positions[i], offsets[i], n_points, exposure))
+        models_out.append(
+            build_exposure_model(mode, i, positions[i], offsets[i], n_points, exposure)
+        )
         truth_slits.append([entry["truth"] for entry in exposure])
     truth = NodTruth(mode=mode, positions=positions, offsets_arcsec=offsets, slits=truth_slits)
     return models_out, truth
@@ -747,11 +631,13 @@ def _cut_out(mode, k, offset, opt, origin, geometry, arrays, src_row, column_flu
     if nirspec:
         ypos = opt["intra"] - (0.0 if mode.shutter_pitch is not None else offset)
         ypos = ypos / mode.slit_unit_arcsec
-        out["wcs"] = _nirspec_wcs(mode, wave, ref_trace, (ox, oy), (ny, nx), (0.0, ypos), (ra, dec))
+        out["wcs"] = nirspec_slit_wcs(
+            mode, wave, ref_trace, (ox, oy), (ny, nx), (0.0, ypos), (ra, dec)
+        )
         out["source_ypos"] = ypos
     else:
         along = offset - opt["intra"]
-        out["wcs"] = _miri_wcs(
+        out["wcs"] = miri_slit_wcs(
             mode, wave, trace, (oy, ox), (nx, ny), (ra, dec), dec - along / 3600.0
         )
         # the MIRI slit runs along detector x and disperses along y: transpose
@@ -759,7 +645,7 @@ def _cut_out(mode, k, offset, opt, origin, geometry, arrays, src_row, column_flu
         out["source_ypos"] = along / mode.slit_unit_arcsec
     out.update(origin=(ox, oy), ra=ra, dec=dec)
     truth = SlitTruth(
-        name=_slit_name(mode, k),
+        name=slit_name(mode, k),
         source_id=1000 + k,
         trace_row=src_row[ox : ox + nx] - oy,
         sigma_pix=sigma_pix[ox : ox + nx],
@@ -771,189 +657,3 @@ def _cut_out(mode, k, offset, opt, origin, geometry, arrays, src_row, column_flu
     )
     out["truth"] = truth
     return out
-
-
-def _slit_name(mode, k):
-    """Slit name as jwst writes it: slitlet number (MOS) or aperture name."""
-    if mode.exp_type == "NRS_MSASPEC":
-        return str(100 + k)
-    return "S200A1" if mode.instrument == "NIRSPEC" else "LRS"
-
-
-def _shutter_state(offset, mode):
-    """MSA shutter state string with 'x' at the source's shutter (middle = index 1)."""
-    step = round(offset / (mode.shutter_pitch * mode.slit_unit_arcsec))
-    state = ["1", "1", "1"]
-    state[1 - step] = "x"
-    return "".join(state)
-
-
-def _set_exposure_meta(model, mode, i, position, offset, n_points):
-    """Metadata a real ``_cal`` product of exposure ``i`` carries."""
-    meta = model.meta
-    meta.instrument.name = mode.instrument
-    meta.instrument.detector = mode.detector
-    if mode.instrument == "NIRSPEC":
-        meta.instrument.grating = mode.grating
-    meta.instrument.filter = mode.filter
-    meta.exposure.type = mode.exp_type
-    meta.exposure.effective_exposure_time = mode.exposure_time
-    meta.exposure.exposure_time = mode.exposure_time
-    meta.exposure.start_time = 60000.0 + 0.02 * i
-    meta.observation.program_number = "09999"
-    meta.observation.observation_number = "001"
-    meta.observation.visit_number = "001"
-    meta.observation.visit_group = "03"
-    meta.observation.sequence_id = "1"
-    meta.observation.activity_id = "01"
-    meta.observation.exposure_number = str(i + 1)
-    meta.observation.date = "2026-01-01"
-    meta.observation.time = "00:00:00"
-    meta.dither.position_number = int(position) + 1
-    meta.dither.total_points = int(n_points)
-    meta.dither.primary_type, meta.dither.nod_type = _NOD_TYPES[(mode.exp_type, n_points)]
-    along, across = float(offset), 0.0
-    meta.dither.x_offset = along if mode.instrument == "MIRI" else across
-    meta.dither.y_offset = across if mode.instrument == "MIRI" else along
-    if mode.instrument == "MIRI":
-        meta.wcsinfo.dispersion_direction = mode.dispersion_direction
-    meta.bunit_data = "MJy/sr"
-    meta.bunit_err = "MJy/sr"
-    for name in ("assign_wcs", "flat_field", "photom", "srctype"):
-        setattr(meta.cal_step, name, "COMPLETE")
-    meta.cal_step.bkg_subtract = "SKIPPED"
-    if mode.instrument == "NIRSPEC":
-        meta.cal_step.extract_2d = "COMPLETE"
-        if mode.shutter_pitch is not None:
-            meta.cal_step.barshadow = "COMPLETE"
-    stem = f"jw09999001001_03101_{i + 1:05d}_{mode.detector.lower()}"
-    meta.filename = f"{stem}_cal.fits"
-
-
-def _fill_slit(slit, mode, entry, k, offset):
-    """Arrays and per-slit metadata of one cutout."""
-    for key in ("data", "dq", "err", "var_poisson", "var_rnoise", "var_flat", "wavelength"):
-        setattr(slit, key, entry[key])
-    if "barshadow" in entry:
-        slit.barshadow = entry["barshadow"]
-    slit.meta.wcs = entry["wcs"]
-    slit.meta.photometry.pixelarea_steradians = (mode.pixel_scale / 206264.806) ** 2
-    slit.meta.photometry.pixelarea_arcsecsq = mode.pixel_scale**2
-
-
-def _build_model(mode, i, position, offset, n_points, exposure):
-    """Assemble the datamodel of exposure ``i`` from its slits."""
-    if mode.instrument == "MIRI":
-        entry = exposure[0]
-        model = datamodels.ImageModel(validate_on_assignment=False)
-        _fill_slit(model, mode, entry, 0, offset)
-        model.meta.subarray.name = "FULL"
-        model.meta.subarray.xstart = 300 + entry["origin"][1]
-        model.meta.subarray.ystart = 10 + entry["origin"][0]
-        model.meta.subarray.xsize = entry["data"].shape[1]
-        model.meta.subarray.ysize = entry["data"].shape[0]
-        model.meta.target.ra = entry["ra"]
-        model.meta.target.dec = entry["dec"]
-        model.meta.target.source_type = "POINT"
-        _set_exposure_meta(model, mode, i, position, offset, n_points)
-        model.validate()
-        return model
-    # Validating each assignment re-reads the schemas (~5 ms each); validate once at the end.
-    model = datamodels.MultiSlitModel(validate_on_assignment=False)
-    _set_exposure_meta(model, mode, i, position, offset, n_points)
-    for k, entry in enumerate(exposure):
-        slit = datamodels.SlitModel(validate_on_assignment=False)
-        _fill_slit(slit, mode, entry, k, offset)
-        slit.name = _slit_name(mode, k)
-        slit.source_id = entry["truth"].source_id
-        slit.source_name = f"9999_{slit.source_id}"
-        slit.source_type = "POINT"
-        slit.source_xpos = 0.0
-        slit.source_ypos = float(entry["source_ypos"])
-        slit.source_ra = entry["ra"]
-        slit.source_dec = entry["dec"]
-        slit.xstart = 1 + 100 + entry["origin"][0]
-        slit.ystart = 1 + 40 * k + entry["origin"][1]
-        slit.ysize, slit.xsize = entry["data"].shape
-        if mode.shutter_pitch is not None:
-            slit.slitlet_id = 100 + k
-            slit.shutter_state = _shutter_state(offset, mode)
-            slit.quadrant = 1 + k % 4
-            slit.xcen, slit.ycen = 100 + k, 50 + k
-            slit.slit_ymin, slit.slit_ymax = -2.2, 2.2
-        else:
-            slit.slitlet_id = 0
-            slit.slit_ymin, slit.slit_ymax = -0.55, 0.55
-        model.slits.append(slit)
-    model.validate()
-    return model
-
-
-def write_visit(models, output_dir):
-    """Save simulated exposures and a spec3 association next to them.
-
-    Parameters
-    ----------
-    models : list of DataModel
-        Exposures from `simulate_nodded_visit`.
-    output_dir : str or os.PathLike
-        Directory to write to (created if needed).
-
-    Returns
-    -------
-    asn_path : pathlib.Path
-        The association file.
-    paths : list of pathlib.Path
-        The ``_cal`` files, in exposure order.
-    """
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for model in models:
-        path = output_dir / model.meta.filename
-        model.save(path)
-        paths.append(path)
-    asn_path = write_association(paths, output_dir / "nodcombine_sim_asn.json")
-    return asn_path, paths
-
-
-def write_association(paths, asn_path, *, product_name="nodcombine_sim"):
-    """Write a minimal level-3 (spec3) association of ``_cal`` files.
-
-    Parameters
-    ----------
-    paths : list of str or os.PathLike
-        Member files; written relative to the association's directory.
-    asn_path : str or os.PathLike
-        Where to write the JSON file.
-    product_name : str, optional
-        Product name, the stem of the pipeline's output files.
-
-    Returns
-    -------
-    pathlib.Path
-        The association file.
-    """
-    asn_path = Path(asn_path)
-    members = [
-        {
-            "expname": Path(p).name if Path(p).parent == asn_path.parent else str(p),
-            "exptype": "science",
-        }
-        for p in paths
-    ]
-    asn = {
-        "asn_type": "spec3",
-        "asn_rule": "candidate_Asn_Lv3NRSMSA",
-        "version_id": None,
-        "code_version": "nodcombine",
-        "degraded_status": "No known degraded exposures in association.",
-        "program": "09999",
-        "constraints": "simulated by nodcombine.simulate",
-        "asn_id": "o001",
-        "target": "none",
-        "asn_pool": "none",
-        "products": [{"name": product_name, "members": members}],
-    }
-    asn_path.write_text(json.dumps(asn, indent=2))
-    return asn_path

@@ -6,7 +6,8 @@ import numpy as np
 from jwst.datamodels import ModelContainer
 
 from nodcombine import models as adapter
-from nodcombine.noddiff import MaskSettings, group_nod_positions, mask_pixels, nod_difference
+from nodcombine.masks import MaskSettings, mask_pixels
+from nodcombine.noddiff import group_nod_positions, nod_difference
 from nodcombine.steps.base import NodcombineStep
 
 __all__ = ["NodDiffStep"]
@@ -54,7 +55,7 @@ class NodDiffStep(NodcombineStep):
         # one _nod product per exposure, named after it
         self.output_use_model = True
         container = self.prepare_output(input_data)
-        problem = _input_problem(container)
+        problem = adapter.container_problem(container)
         if problem:
             return self._skip(container, problem)
         groups, problems = adapter.group_by_source(container)
@@ -158,16 +159,3 @@ class NodDiffStep(NodcombineStep):
             edge_pixels=self.edge_pixels,
             stuck_threshold=self.stuck_threshold,
         )
-
-
-def _input_problem(container):
-    """Why the input cannot be nod differenced at all, or None."""
-    if not isinstance(container, ModelContainer):
-        name = getattr(container.meta, "filename", None) or type(container).__name__
-        return f"{name}: a single exposure; nod differencing needs an association of exposures"
-    asn_type = (getattr(container, "asn_table", None) or {}).get("asn_type")
-    if asn_type not in (None, "spec3", "spec2"):
-        return f"association has asn_type={asn_type!r}, not a spec3 association"
-    if len(container) < 2:
-        return f"{len(container)} exposure(s); nod differencing needs at least two"
-    return None
