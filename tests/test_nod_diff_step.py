@@ -50,6 +50,8 @@ def test_call_on_association(mos_visit, tmp_path):
         assert slit.data.shape == result[0].slits[2].data.shape
         assert getattr(slit, REF_VARIANCE_ATTRS["var_rnoise"]).shape == slit.data.shape
         assert reopened.meta.cal_step.nod_diff == "COMPLETE"
+        assert slit.nod_diff_status == "COMPLETE"
+        assert slit.nod_position == result[0].slits[2].nod_position
 
 
 def test_source_difference_matches_truth(mos_visit):
@@ -173,6 +175,9 @@ def test_bad_slits_skipped_others_processed(caplog):
     assert "all NaN" in text and "slit 102" in text
     # slit 103 is untouched by the problems and fully differenced
     assert all(m.meta.cal_step.nod_diff == "COMPLETE" for m in result)
+    assert result[1].slits[0].nod_diff_status.startswith("SKIPPED: ")
+    assert "var_rnoise" in result[1].slits[0].nod_diff_status
+    assert result[0].slits[0].nod_diff_status == "COMPLETE"
     assert np.std(_z(result[0].slits[3])) == pytest.approx(1.0, abs=0.05)
     # slits that lost one exposure still difference the remaining positions
     assert np.isfinite(result[0].slits[0].data).any()

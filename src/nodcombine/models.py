@@ -28,6 +28,7 @@ __all__ = [
     "exposure_slits",
     "group_by_source",
     "nod_offset",
+    "set_slit_status",
     "stack_source",
     "write_differences",
 ]
@@ -420,6 +421,16 @@ def write_differences(stack, result, *, mask_flags):
         _write_array(slit, "err", np.sqrt(total))
         _write_array(slit, "dq", np.asarray(slit.dq, dtype=np.uint32) | back(flags, np.uint32))
         slit.instance["nod_position"] = int(result.positions[k])
+        set_slit_status(ref, "COMPLETE")
+
+
+def set_slit_status(ref, status):
+    """Record on one slit whether it holds a nod difference (``nod_diff_status``).
+
+    ``meta.cal_step.nod_diff`` speaks for a whole exposure; a slit that could not be
+    differenced keeps its input data and says so here, for the later steps.
+    """
+    ref.slit.instance["nod_diff_status"] = status
 
 
 def _write_array(node, name, values):

@@ -28,6 +28,7 @@ class NodDiffStep(NodcombineStep):
     class_alias = "nod_diff"
 
     spec = """
+    output_use_model = boolean(default=True)  # name each _nod product after its input exposure
     position_key = option('auto', 'position_number', 'shutter_state', 'x_offset', 'y_offset', default='auto')  # metadata that identifies nod positions; auto = dither offset along the slit
     position_tolerance = float(default=0.1, min=0)  # arcsec: offsets closer than this are one nod position
     n_sigma_outlier = float(default=5.0, min=0)  # cross-exposure outlier threshold in sigma; 0 disables
@@ -52,8 +53,6 @@ class NodDiffStep(NodcombineStep):
         ModelContainer
             One model per exposure with the differences (suffix ``_nod``).
         """
-        # one _nod product per exposure, named after it
-        self.output_use_model = True
         container = self.prepare_output(input_data)
         problem = adapter.container_problem(container)
         if problem:
@@ -85,6 +84,7 @@ class NodDiffStep(NodcombineStep):
             problem = adapter.check_member(ref)
             if problem:
                 log.warning("SKIPPED %s", problem)
+                adapter.set_slit_status(ref, f"SKIPPED: {problem}")
             else:
                 members.append(ref)
         try:
@@ -114,6 +114,8 @@ class NodDiffStep(NodcombineStep):
             )
         except ValueError as err:
             log.warning("SKIPPED source %s: %s", group.label, err)
+            for ref in members:
+                adapter.set_slit_status(ref, f"SKIPPED: {err}")
             return False
         adapter.write_differences(stack, result, mask_flags=flags)
         for exposure, shutter in stuck:
