@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO / "tests"))  # the shared measurement helpers
 CEERS = sorted((REPO.parent / "shared" / "data" / "ceers_933").glob("*.fits"))
 
 _CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 import jwst.datamodels, nodcombine.steps  # imports are not part of any timing
 from nodcombine.offline import configure_offline_crds
 configure_offline_crds(sys.argv[3])
@@ -40,9 +40,11 @@ else:
     container = NodDiffStep.call(target)
     n = sum(len(getattr(m, "slits", [m])) for m in container)
 elapsed = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-status = open("/proc/self/status").read().split("VmRSS:")[1].split()[0]
-print(json.dumps({"seconds": elapsed, "peak_mib": peak, "end_mib": int(status) / 1024,
+# VmHWM, not ru_maxrss: the latter keeps the peak of the forked parent image
+status = open("/proc/self/status").read()
+peak = int(status.split("VmHWM:")[1].split()[0]) / 1024
+end = int(status.split("VmRSS:")[1].split()[0]) / 1024
+print(json.dumps({"seconds": elapsed, "peak_mib": peak, "end_mib": end,
                   "slits": n}))
 """
 
