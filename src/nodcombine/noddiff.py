@@ -1,4 +1,7 @@
-"""Nod differencing of slit exposures: sky removal, masks and cross-exposure outliers.
+"""Nod differencing of slit exposures: the sky-removing estimator and its variance.
+
+Masks applied before it live in `nodcombine.masks`, cross-exposure outlier
+rejection in `nodcombine.outliers`.
 
 Pure numpy/scipy.  Arrays are stacks of the exposures of one source on a common
 pixel grid, axis order ``(n_exposures, n_spatial, n_dispersion)``; NaN marks a
@@ -15,8 +18,9 @@ separately for ``var_poisson``, ``var_rnoise`` and ``var_flat``.  Averaging the
 exposures of a position before differencing keeps the error right when several
 exposures share a position: the differences of those exposures share ``O_e``,
 and its variance is returned on its own (``ref_var_*``) so that a later
-combination can count it once (msaexp treated the shared term as independent
-and under-estimated errors by 10–13 %; its v2 over-estimated them, PR #54).
+combination can count it once (msaexp's current code treats the shared term as
+independent, which DESIGN.md §5 puts at a 10–13 % error under-estimate; its v2
+over-estimated errors by N^(1/4), msaexp PR #54 and the DJA v2 release note).
 A constant sky cancels exactly.
 """
 
