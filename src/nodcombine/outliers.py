@@ -139,10 +139,11 @@ def find_cross_exposure_outliers(
         sky = _nanmedian(clean[others])
         sky_var = _nanmedian(np.where(usable[others], model_var[others], np.nan))
         factor = _median_spread_factor(len(others))
-        sigma = np.sqrt(total_var[e] + factor * (near_trace[e] * total_var[e] + sky_var))
         peak = np.maximum(peaks[e], peaks[others].max(axis=0))
         excess = data[e] - sources[e] - sky
+        # untestable pixels (negative or NaN variance, no model) compare False
         with np.errstate(invalid="ignore"):
+            sigma = np.sqrt(total_var[e] + factor * (near_trace[e] * total_var[e] + sky_var))
             flagged[e] = tested[e] & (excess > n_sigma * sigma + model_fraction * peak)
     if n_exp == 2:
         # with one partner the median cannot reject a hit's mirror image
