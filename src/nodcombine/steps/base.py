@@ -1,6 +1,7 @@
 """Base class of the nodcombine steps."""
 
 from jwst.stpipe import Step
+from stpipe.step import get_disable_crds_steppars
 
 __all__ = ["NodcombineStep"]
 
@@ -24,3 +25,12 @@ class NodcombineStep(Step):
         tuple of str
         """
         return (*Step.get_stpipe_loggers(), "nodcombine")
+
+    @classmethod
+    def _get_crds_parameters(cls, dataset):
+        # stpipe reads the first input's metadata to look up a pars-* reference
+        # before it checks whether that look-up is disabled; parsing the ASDF tree
+        # of a 200-slit MultiSlitModel takes seconds, for nothing when offline.
+        if get_disable_crds_steppars():
+            return {}, "jwst"
+        return super()._get_crds_parameters(dataset)
