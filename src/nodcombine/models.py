@@ -82,10 +82,6 @@ def _filename(model, index):
     return model.meta.filename or f"exposure {index}"
 
 
-def _is_slit_container(model):
-    return isinstance(model, datamodels.MultiSlitModel)
-
-
 def _disperser(model):
     instrument = (model.meta.instrument.name or "").upper()
     if instrument == "MIRI":
@@ -117,7 +113,7 @@ def exposure_slits(model, index):
     if disperser not in _KNOWN_DISPERSERS.get(instrument, ()):
         field_name = "filter" if instrument == "MIRI" else "grating"
         return [], f"{name}: unknown meta.instrument.{field_name}={disperser!r}"
-    if _is_slit_container(model):
+    if isinstance(model, datamodels.MultiSlitModel):
         return [SlitRef(index, model, slit, name) for slit in model.slits], None
     if isinstance(model, (datamodels.SlitModel, datamodels.ImageModel)):
         return [SlitRef(index, model, model, name)], None

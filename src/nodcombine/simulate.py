@@ -320,11 +320,9 @@ def _bar_throughput(y_middle, mode):
 
 def _as_per_slit(value, n_slits, name):
     """Broadcast a scalar or a sequence to one value per slit."""
-    arr = (
-        np.broadcast_to(np.asarray(value, dtype=float), (n_slits,))
-        if np.ndim(value) == 0
-        else (np.asarray(value, dtype=float))
-    )
+    arr = np.asarray(value, dtype=float)
+    if arr.ndim == 0:
+        arr = np.full(n_slits, float(arr))
     if arr.shape != (n_slits,):
         raise ValueError(f"{name} must be a scalar or have one value per slit ({n_slits})")
     return arr
@@ -467,7 +465,6 @@ def simulate_nodded_visit(
         raise ValueError(f"exposures_per_position must be >= 1, got {exposures_per_position}")
     rng = np.random.default_rng(seed)
     offsets_pos = nod_offsets(mode, n_points)
-    positions = np.repeat(np.arange(n_points), exposures_per_position)
     # exposures run through the pattern, then repeat it: 1 2 3 1 2 3
     positions = np.tile(np.arange(n_points), exposures_per_position)
     offsets = offsets_pos[positions]
