@@ -59,14 +59,19 @@ def test_negative_traces_at_predicted_nod_offsets(ceers_result, ceers_files):
 
 
 def _profile_about_trace(diff, trace, cols, offsets):
+    """Median over columns of the difference at fixed offsets from the trace."""
     rows = np.arange(diff.shape[0])
-    profile = []
-    for offset in offsets:
-        values = [
-            np.interp(trace[c] + offset, rows, diff[:, c], left=np.nan, right=np.nan) for c in cols
-        ]
-        profile.append(np.nanmedian(values))
-    return np.asarray(profile)
+    profile = np.full(offsets.size, np.nan)
+    for i, offset in enumerate(offsets):
+        values = np.array(
+            [
+                np.interp(trace[c] + offset, rows, diff[:, c], left=np.nan, right=np.nan)
+                for c in cols
+            ]
+        )
+        if np.isfinite(values).any():  # offsets off the slit have no data
+            profile[i] = np.nanmedian(values)
+    return profile
 
 
 def test_products_reopen(ceers_result):
