@@ -203,7 +203,8 @@ class SourceStack:
     """Arrays of one source's exposures on a common grid, kernel orientation.
 
     ``window`` gives each member's cutout within the grid as
-    ``(row0, col0, n_rows, n_cols)`` in kernel orientation.
+    ``(row0, col0, n_rows, n_cols)`` in kernel orientation; ``wavelengths`` the
+    wavelength (micron) of each member's columns on the grid, NaN off its cutout.
     """
 
     members: list
@@ -212,6 +213,7 @@ class SourceStack:
     dq: np.ndarray
     barshadow: np.ndarray | None
     trace_rows: np.ndarray | None
+    wavelengths: np.ndarray
     shutter_index: np.ndarray | None
     windows: list
     transposed: bool
@@ -262,15 +264,38 @@ def _column_wavelength_um(ref, axis):
         return np.nanmedian(np.asarray(wave, dtype=float), axis=axis)
 
 
-def _predicted_trace(ref, vertical):
+def _wavelength_along(ref, vertical, trace, fallback):
+    """Wavelength at the source's position in each dispersion pixel, micron.
+
+    Lines of equal wavelength are tilted on the detector, so a nod along the
+    slit also moves the source in wavelength by a fraction of a pixel (0.6 px
+    for one NIRSpec shutter): the wavelength at the trace row, not the column
+    median, is what lines up the exposures.
+    """
+    wave = getattr(ref.slit, "wavelength", None)
+    if trace is None or wave is None or wave.shape != ref.slit.data.shape:
+        return fallback
+    wave = np.asarray(wave, dtype=float)
+    wave = wave.T if vertical else wave  # (along slit, dispersion)
+    rows = np.arange(wave.shape[0])
+    at_trace = np.array(
+        [
+            np.interp(trace[x], rows, wave[:, x], left=np.nan, right=np.nan)
+            for x in range(wave.shape[1])
+        ]
+    )
+    return np.where(np.isfinite(at_trace), at_trace, fallback)
+
+
+def _predicted_trace(ref, vertical, wave_um):
     """Source position along the slit per dispersion pixel, cutout coordinates.
 
     NIRSpec: ``slit_frame -> detector`` at the planned (source_xpos, source_ypos);
-    MIRI LRS: ``world -> detector`` at the target's RA/Dec.
+    MIRI LRS: ``world -> detector`` at the target's RA/Dec.  ``wave_um`` is the
+    wavelength of each dispersion pixel.
     """
     wcs = ref.slit.meta.wcs
     n_disp = ref.slit.data.shape[0 if vertical else 1]
-    wave_um = _column_wavelength_um(ref, axis=1 if vertical else 0)
     ok = np.isfinite(wave_um)
     if "slit_frame" in wcs.available_frames:
         xpos = getattr(ref.slit, "source_xpos", None) or 0.0
@@ -352,11 +377,14 @@ def stack_source(members, *, with_shutters=False):
     barshadow = place(bars, np.nan, float) if have_bars else None
 
     windows, traces = [], []
-    for ref, (xs, ys), (h, w) in zip(members, origins, shapes, strict=True):
+    wavelengths = np.full((n, data.shape[2]), np.nan)
+    for k, (ref, (xs, ys), (h, w)) in enumerate(zip(members, origins, shapes, strict=True)):
         row0, col0 = (xs - x0, ys - y0) if vertical else (ys - y0, xs - x0)
         n_rows, n_cols = (w, h) if vertical else (h, w)
         windows.append((row0, col0, n_rows, n_cols))
-        trace = _predicted_trace(ref, vertical)
+        wave_um = _column_wavelength_um(ref, axis=1 if vertical else 0)
+        trace = _predicted_trace(ref, vertical, wave_um)
+        wavelengths[k, col0 : col0 + n_cols] = _wavelength_along(ref, vertical, trace, wave_um)
         if trace is not None:
             cols = np.arange(data.shape[2]) - col0
             traces.append(np.interp(cols, np.arange(n_cols), trace) + row0)
@@ -368,7 +396,16 @@ def stack_source(members, *, with_shutters=False):
         if all(m is not None for m in maps):
             shutter_index = place(maps, -1, int)
     return SourceStack(
-        members, data, variances, dq, barshadow, trace_rows, shutter_index, windows, vertical
+        members,
+        data,
+        variances,
+        dq,
+        barshadow,
+        trace_rows,
+        wavelengths,
+        shutter_index,
+        windows,
+        vertical,
     )
 
 

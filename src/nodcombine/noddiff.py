@@ -151,9 +151,10 @@ def nod_difference(
     usable=None,
     trace_rows=None,
     n_sigma_outlier=5.0,
-    outlier_model_fraction=0.1,
+    outlier_model_fraction=0.3,
     trace_half_width=None,
     outlier_iterations=3,
+    wavelengths=None,
 ):
     """Subtract from each exposure the mean of the exposures at the other nod positions.
 
@@ -180,6 +181,9 @@ def nod_difference(
     outlier_iterations : int, optional
         Rounds of rejection (each recomputes the source model without the
         pixels already rejected).
+    wavelengths : numpy.ndarray, shape (n_exp, nx), optional
+        Wavelength of each exposure's columns; the outlier test compares the
+        exposures at equal wavelength when given.
 
     Returns
     -------
@@ -204,7 +208,10 @@ def nod_difference(
     for c, var in variances.items():
         if var.shape != data.shape:
             raise ValueError(f"{c} has shape {var.shape}, data has {data.shape}")
-    usable = np.isfinite(data) if usable is None else (np.asarray(usable, bool) & np.isfinite(data))
+    finite = np.isfinite(data)
+    for var in variances.values():
+        finite &= np.isfinite(var)
+    usable = finite if usable is None else (np.asarray(usable, bool) & finite)
     outliers = np.zeros(data.shape, dtype=bool)
     if n_sigma_outlier > 0 and trace_rows is not None:
         trace_rows = np.asarray(trace_rows, dtype=float)
@@ -215,17 +222,19 @@ def nod_difference(
         # flag behind.
         for _ in range(outlier_iterations):
             model_pixels = usable & ~outliers
-            diff = _differences(data, variances, model_pixels, positions)[0]
+            diff, diff_var = _differences(data, variances, model_pixels, positions)[:2]
             new = find_cross_exposure_outliers(
                 data,
                 variances,
                 model_pixels,
                 diff,
+                sum(diff_var.values()),
                 trace_rows,
                 n_sigma=n_sigma_outlier,
                 model_fraction=outlier_model_fraction,
                 half_width=half_width,
                 tested=usable,
+                wavelengths=wavelengths,
             )
             if np.array_equal(new, outliers):
                 break

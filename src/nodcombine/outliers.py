@@ -16,6 +16,9 @@ __all__ = ["default_half_width", "find_cross_exposure_outliers"]
 #: rows either side of a trace where a missing source model leaves a pixel untested
 _CORE_HALF_WIDTH = 1.5
 
+#: columns of the running median that high-passes the excess (> a snowball's diameter)
+_HIGH_PASS_COLUMNS = 21
+
 
 def _shift_rows(image, shift):
     """Linear interpolation of ``image`` moved by ``shift`` rows (per column)."""
@@ -30,29 +33,79 @@ def _shift_rows(image, shift):
     return np.where(inside, (1.0 - weight) * below + weight * above, np.nan)
 
 
-def _source_models(diff, trace_rows, half_width):
+def _shift_columns(image, source_columns):
+    """Linear interpolation of ``image`` sampled at fractional ``source_columns`` (per column)."""
+    nx = image.shape[1]
+    lower = np.floor(source_columns).astype(int)
+    weight = source_columns - lower
+    inside = (lower >= 0) & (lower + 1 < nx)
+    lower = np.clip(lower, 0, nx - 2)
+    moved = (1.0 - weight) * image[:, lower] + weight * image[:, lower + 1]
+    return np.where(inside[None, :], moved, np.nan)
+
+
+def _matching_columns(wave_to, wave_from):
+    """Fractional columns of ``wave_from`` at the wavelengths of ``wave_to``'s columns.
+
+    A nod moves the source along the slit and, by a fraction of a pixel, along
+    the dispersion too (NIRSpec: 0.6 column for one shutter); lines must be
+    compared at equal wavelength, not equal column.  Unknown wavelengths map
+    column to column.
+    """
+    columns = np.arange(wave_to.size, dtype=float)
+    good = np.isfinite(wave_from)
+    if good.sum() < 2 or not np.isfinite(wave_to).any():
+        return columns
+    order = np.argsort(wave_from[good])
+    mapped = np.interp(wave_to, wave_from[good][order], columns[good][order])
+    return np.where(np.isfinite(wave_to), mapped, columns)
+
+
+def _source_models(diff, diff_var, trace_rows, half_width, wavelengths=None):
     """Source image of each exposure predicted from the other exposures' differences.
 
     The positive image of ``D_f`` (rows within ``half_width`` of its trace) is
-    moved onto exposure ``e``'s trace; the median over ``f ≠ e`` is robust to a
-    hit in any one of them.  Zero away from the trace.  Where no estimate exists
-    (the shifted pixels fell off the other slits or were masked), the wings of
-    the profile are taken as empty and the core stays NaN, so that pixel is
-    left untested rather than compared with zero.
+    moved onto exposure ``e``'s trace, and onto its wavelengths when they are
+    given; the median over ``f ≠ e`` is robust to a hit in any one of them.
+    Zero away from the trace.  Where no estimate exists (the shifted pixels fell
+    off the other slits or were masked), the wings of the profile are taken as
+    empty and the core stays NaN, so that pixel is left untested rather than
+    compared with zero.
+
+    Returns
+    -------
+    models, model_var : numpy.ndarray, shape of ``diff``
+        The prediction and its variance (the partners' difference variances,
+        moved the same way, combined as for a median).
     """
     n_exp, ny, _ = diff.shape
     rows = np.arange(ny, dtype=float)[:, None]
-    windows = np.where(np.abs(rows[None] - trace_rows[:, None, :]) <= half_width, diff, np.nan)
+    in_window = np.abs(rows[None] - trace_rows[:, None, :]) <= half_width
+    windows = np.where(in_window, diff, np.nan)
+    var_windows = np.where(in_window, diff_var, np.nan)
     models = np.zeros(diff.shape)
+    model_var = np.zeros(diff.shape)
     for e in range(n_exp):
-        moved = [
-            _shift_rows(windows[f], trace_rows[e] - trace_rows[f]) for f in range(n_exp) if f != e
-        ]
+        moved, moved_var = [], []
+        for f in range(n_exp):
+            if f == e:
+                continue
+            shift = trace_rows[e] - trace_rows[f]
+            image, var = _shift_rows(windows[f], shift), _shift_rows(var_windows[f], shift)
+            if wavelengths is not None:
+                columns = _matching_columns(wavelengths[e], wavelengths[f])
+                image, var = _shift_columns(image, columns), _shift_columns(var, columns)
+            moved.append(image)
+            moved_var.append(var)
         estimate = _nanmedian(np.stack(moved))
+        estimate_var = _median_spread_factor(len(moved)) * _nanmedian(np.stack(moved_var))
         distance = np.abs(rows - trace_rows[e][None, :])
-        estimate = np.where(np.isnan(estimate) & (distance > _CORE_HALF_WIDTH), 0.0, estimate)
+        empty_wings = np.isnan(estimate) & (distance > _CORE_HALF_WIDTH)
+        estimate = np.where(empty_wings, 0.0, estimate)
+        estimate_var = np.where(empty_wings, 0.0, estimate_var)
         models[e] = np.where(distance <= half_width, estimate, 0.0)
-    return models
+        model_var[e] = np.where(distance <= half_width, estimate_var, 0.0)
+    return models, model_var
 
 
 def _nanmedian(stack):
@@ -78,22 +131,27 @@ def find_cross_exposure_outliers(
     variances,
     usable,
     diff,
+    diff_var,
     trace_rows,
     *,
     n_sigma,
     model_fraction,
     half_width,
     tested=None,
+    wavelengths=None,
 ):
     """Flag positive outliers (cosmic rays, snowballs) by comparing exposures.
 
     Each exposure is predicted as sky plus source: the sky at a pixel from the
     median of the other exposures there (their own source removed), the source
     from the other exposures' positive nod images moved onto this exposure's
-    trace.  A pixel is flagged when it exceeds the prediction by more than
-    ``n_sigma`` standard deviations plus ``model_fraction`` of the local source
-    peak, the allowance for an under-sampled profile that the shift cannot
-    reproduce exactly.
+    trace and wavelengths.  What the prediction cannot reproduce is smooth along
+    the dispersion: an under-sampled core seen at another sub-pixel phase, the
+    wings of an extended source beyond the modelled window.  A hit is sharp.
+    So the excess over the prediction is high-passed along the dispersion (its
+    running median over `_HIGH_PASS_COLUMNS` columns, wider than a snowball, is
+    subtracted) and a pixel is flagged when that exceeds ``n_sigma`` standard
+    deviations plus ``model_fraction`` of the local source peak.
 
     Parameters
     ----------
@@ -105,6 +163,8 @@ def find_cross_exposure_outliers(
         Pixels that may build the sky and source models.
     diff : numpy.ndarray, shape (n_exp, ny, nx)
         Nod differences computed from ``usable`` pixels (NaN where invalid).
+    diff_var : numpy.ndarray, shape (n_exp, ny, nx)
+        Their total variance.
     trace_rows : numpy.ndarray, shape (n_exp, nx)
         Predicted source row of each exposure in each column.
     n_sigma : float
@@ -115,25 +175,28 @@ def find_cross_exposure_outliers(
         Rows either side of a trace taken as that exposure's source image.
     tested : numpy.ndarray of bool, optional
         Pixels to test; default ``usable``.
+    wavelengths : numpy.ndarray, shape (n_exp, nx), optional
+        Wavelength of each exposure's columns, to compare at equal wavelength.
 
     Returns
     -------
     numpy.ndarray of bool, shape (n_exp, ny, nx)
     """
     tested = usable if tested is None else tested
-    sources = _source_models(diff, trace_rows, half_width)
+    sources, source_var = _source_models(diff, diff_var, trace_rows, half_width, wavelengths)
     total_var = sum(variances.values())
     clean = np.where(usable, data - sources, np.nan)
     n_exp = data.shape[0]
     flagged = np.zeros(data.shape, dtype=bool)
-    rows = np.arange(data.shape[1], dtype=float)[None, :, None]
-    near_trace = np.abs(rows - trace_rows[:, None, :]) <= half_width
-    # Near its trace, an exposure's source model is a median of the others'
-    # positive images, with about that exposure's own variance again; the sky
-    # estimate of every other exposure inherits those models and their errors.
-    model_var = total_var * (1.0 + near_trace)
-    # the shift mismatch of an under-sampled profile is along the slit only
-    peaks = ndimage.maximum_filter(np.nan_to_num(np.abs(sources)), size=(1, 3, 1))
+    # a partner's sky estimate X_f - S_f carries its own noise and its model's
+    model_var = total_var + source_var
+    # What the high-pass leaves of a model mismatch scales with the model's own
+    # structure along the dispersion (lines), not with a smooth continuum: the
+    # allowance follows the high-passed model, taken over neighbouring rows because
+    # the shift mismatch of an under-sampled profile is along the slit.
+    structure = np.nan_to_num(sources)
+    structure = structure - ndimage.median_filter(structure, size=(1, 1, _HIGH_PASS_COLUMNS))
+    peaks = ndimage.maximum_filter(np.abs(structure), size=(1, 3, 1))
     for e in range(n_exp):
         others = [f for f in range(n_exp) if f != e]
         sky = _nanmedian(clean[others])
@@ -141,9 +204,11 @@ def find_cross_exposure_outliers(
         factor = _median_spread_factor(len(others))
         peak = np.maximum(peaks[e], peaks[others].max(axis=0))
         excess = data[e] - sources[e] - sky
+        smooth = ndimage.median_filter(np.nan_to_num(excess), size=(1, _HIGH_PASS_COLUMNS))
+        excess = excess - smooth
         # untestable pixels (negative or NaN variance, no model) compare False
         with np.errstate(invalid="ignore"):
-            sigma = np.sqrt(total_var[e] + factor * (near_trace[e] * total_var[e] + sky_var))
+            sigma = np.sqrt(total_var[e] + source_var[e] + factor * sky_var)
             flagged[e] = tested[e] & (excess > n_sigma * sigma + model_fraction * peak)
     if n_exp == 2:
         # with one partner the median cannot reject a hit's mirror image

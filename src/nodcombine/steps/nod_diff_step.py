@@ -32,7 +32,7 @@ class NodDiffStep(NodcombineStep):
     position_key = option('auto', 'position_number', 'shutter_state', 'x_offset', 'y_offset', default='auto')  # metadata that identifies nod positions; auto = dither offset along the slit
     position_tolerance = float(default=0.1, min=0)  # arcsec: offsets closer than this are one nod position
     n_sigma_outlier = float(default=5.0, min=0)  # cross-exposure outlier threshold in sigma; 0 disables
-    outlier_model_fraction = float(default=0.1, min=0)  # fraction of the local source peak added to the outlier threshold
+    outlier_model_fraction = float(default=0.3, min=0)  # fraction of the source model's local spectral structure (lines) added to the outlier threshold
     outlier_iterations = integer(default=3, min=1)  # rounds of outlier rejection
     failed_open_dilation = integer(default=1, min=0)  # pixels by which to grow the MSA_FAILED_OPEN mask
     min_bar = float(default=0.4, min=0, max=1)  # bar-shadow throughput below which pixels are masked
@@ -111,6 +111,7 @@ class NodDiffStep(NodcombineStep):
                 n_sigma_outlier=self.n_sigma_outlier,
                 outlier_model_fraction=self.outlier_model_fraction,
                 outlier_iterations=self.outlier_iterations,
+                wavelengths=stack.wavelengths,
             )
         except ValueError as err:
             log.warning("SKIPPED source %s: %s", group.label, err)
