@@ -246,3 +246,13 @@ def test_extended_source_wings_not_flagged(sigma_arcsec):
     flagged = sum(int(((s.dq & 16) > 0).sum()) for m in result for s in m.slits)
     valid = sum(int(np.isfinite(s.data).sum()) for m in result for s in m.slits)
     assert flagged / valid < 1e-2
+
+
+def test_bright_source_does_not_trigger_stuck_shutter_mask():
+    models, _ = simulate_nodded_visit(
+        "nrs_msa_prism", n_points=3, source_peak=5.0, source_sigma_arcsec=0.2, seed=5
+    )
+    default = NodDiffStep.call(models)
+    without = NodDiffStep.call(models, stuck_threshold=0)
+    for a, b in zip(default, without, strict=True):
+        assert np.isfinite(a.slits[0].data).sum() == np.isfinite(b.slits[0].data).sum()

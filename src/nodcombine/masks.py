@@ -64,8 +64,8 @@ def mask_pixels(data, variances, dq, settings, *, barshadow=None, shutter_index=
     usable : numpy.ndarray of bool, shape (n_exp, ny, nx)
     flags : numpy.ndarray of uint32, shape (n_exp, ny, nx)
         ``do_not_use | other_bad`` on covered pixels the masks removed.
-    stuck : list of tuple of (int, int)
-        ``(exposure, shutter)`` pairs found stuck closed.
+    stuck : list of int
+        Shutters found stuck closed (positions in ``shutter_state``).
     """
     usable = usable_pixels(
         data,
@@ -156,10 +156,14 @@ def usable_pixels(
 
 
 def stuck_closed_mask(data, shutter_index, usable, *, threshold):
-    """Pixels behind shutters whose light is far below the rest of the slitlet.
+    """Pixels behind MSA shutters that are dark in every exposure.
 
-    A stuck-closed shutter lets no sky through, so its median level, divided by
-    the median of the other shutters of the same exposure, falls near zero.
+    The MSA configuration does not change between nods, so a stuck-closed
+    shutter is dark at the same detector pixels in all exposures, while the
+    source lights a different shutter in each.  A shutter is stuck when, in
+    every exposure, its median level is below ``threshold`` times the lower
+    quartile of the other shutters' pixels (a sky level that a bright source in
+    one of them does not raise).
 
     Parameters
     ----------
@@ -168,29 +172,39 @@ def stuck_closed_mask(data, shutter_index, usable, *, threshold):
     shutter_index : numpy.ndarray of int, shape (n_exp, ny, nx)
         Shutter of each pixel within the slitlet; negative outside shutters.
     usable : numpy.ndarray of bool, shape (n_exp, ny, nx)
-        Pixels to use for the medians.
+        Pixels to use for the levels.
     threshold : float
-        Ratio below which a shutter counts as stuck closed.
+        Ratio below which a shutter counts as dark.
 
     Returns
     -------
     mask : numpy.ndarray of bool, shape (n_exp, ny, nx)
-        Pixels of shutters found stuck closed.
-    stuck : list of tuple of (int, int)
-        ``(exposure, shutter)`` pairs found stuck closed.
+        Pixels of shutters found stuck closed, in every exposure.
+    stuck : list of int
+        Shutters found stuck closed.
     """
     mask = np.zeros(data.shape, dtype=bool)
+    measured = (shutter_index >= 0) & usable
     stuck = []
-    for e in range(data.shape[0]):
-        ids = shutter_index[e]
-        shutters = np.unique(ids[(ids >= 0) & usable[e]])
-        if shutters.size < 2:
-            continue
-        for j in shutters:
-            inside = (ids == j) & usable[e]
-            outside = (ids >= 0) & (ids != j) & usable[e]
-            level = np.median(data[e][outside])
-            if level > 0 and np.median(data[e][inside]) < threshold * level:
-                mask[e] |= ids == j
-                stuck.append((e, int(j)))
+    for j in np.unique(shutter_index[measured]):
+        dark = [
+            _shutter_is_dark(data[e], shutter_index[e], measured[e], j, threshold)
+            for e in range(data.shape[0])
+        ]
+        known = [d for d in dark if d is not None]
+        if known and all(known):
+            mask |= shutter_index == j
+            stuck.append(int(j))
     return mask, stuck
+
+
+def _shutter_is_dark(data, shutter_index, measured, shutter, threshold):
+    """Whether one shutter is dark in one exposure; None if it cannot be told."""
+    inside = measured & (shutter_index == shutter)
+    outside = measured & (shutter_index != shutter)
+    if not inside.any() or not outside.any():
+        return None
+    sky = np.percentile(data[outside], 25)
+    if sky <= 0:
+        return None
+    return bool(np.median(data[inside]) < threshold * sky)

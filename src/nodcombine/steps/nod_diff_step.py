@@ -119,13 +119,8 @@ class NodDiffStep(NodcombineStep):
                 adapter.set_slit_status(ref, f"SKIPPED: {err}")
             return False
         adapter.write_differences(stack, result, mask_flags=flags)
-        for exposure, shutter in stuck:
-            log.info(
-                "%s: shutter %d stuck closed in %s",
-                group.label,
-                shutter,
-                members[exposure].filename,
-            )
+        for shutter in stuck:
+            log.info("%s: shutter %d of the slitlet is stuck closed", group.label, shutter)
         log.info(
             "%s: %d exposures at %d nod positions, %d outlier pixels",
             group.label,
