@@ -179,16 +179,23 @@ def test_bad_slits_skipped_others_processed(caplog):
     assert "var_rnoise" in result[1].slits[0].nod_diff_status
     assert result[0].slits[0].nod_diff_status == "COMPLETE"
     assert np.std(_z(result[0].slits[3])) == pytest.approx(1.0, abs=0.05)
-    # slits that lost one exposure still difference the remaining positions
+    # slits that lost one exposure still difference the remaining positions,
+    # and keep the position labels of the whole pattern
     assert np.isfinite(result[0].slits[0].data).any()
+    for model in (result[0], result[2]):
+        assert model.slits[0].nod_position == model.slits[3].nod_position
 
 
 def test_unknown_grating_is_skipped(caplog):
     models, _ = simulate_nodded_visit("nrs_msa_prism", n_points=3, source_peak=0.0, seed=2)
     # bypass schema validation, as a file written by another tool could
     models[0].meta.instrument.instance["grating"] = "G999X"
-    NodDiffStep.call(models)
+    result = NodDiffStep.call(models)
     assert "unknown meta.instrument.grating='G999X'" in caplog.text
+    # that exposure is untouched and says so; the other two still difference each other
+    assert result[0].meta.cal_step.nod_diff == "SKIPPED"
+    assert result[0].slits[0].nod_diff_status.startswith("SKIPPED: ")
+    assert [m.meta.cal_step.nod_diff for m in result[1:]] == ["COMPLETE", "COMPLETE"]
 
 
 def test_mismatched_cutouts_are_aligned():

@@ -26,8 +26,10 @@ __all__ = [
     "check_member",
     "container_problem",
     "exposure_slits",
+    "exposure_status",
     "group_by_source",
     "nod_offset",
+    "set_exposure_status",
     "set_slit_status",
     "stack_source",
     "write_differences",
@@ -154,14 +156,14 @@ def group_by_source(models):
     -------
     groups : list of SourceGroup
         In order of first appearance.
-    problems : list of str
-        Exposures that could not be used, with the reason.
+    problems : dict of int to str
+        Exposures that could not be used (by position in ``models``), with the reason.
     """
-    groups, problems = {}, []
+    groups, problems = {}, {}
     for index, model in enumerate(models):
         slits, problem = exposure_slits(model, index)
         if problem:
-            problems.append(problem)
+            problems[index] = problem
         for ref in slits:
             key = _source_key(ref)
             groups.setdefault(key, SourceGroup(key)).members.append(ref)
@@ -418,7 +420,7 @@ def check_member(ref):
     return None
 
 
-def write_differences(stack, result, *, mask_flags):
+def write_differences(stack, result, *, mask_flags, positions):
     """Write nod differences into each member slit, on its own cutout.
 
     Parameters
@@ -429,6 +431,8 @@ def write_differences(stack, result, *, mask_flags):
         Kernel output.
     mask_flags : numpy.ndarray of uint32, shape of ``stack.data``
         DQ bits for pixels removed by masks (failed-open, stuck, bar, edge).
+    positions : sequence of int
+        Nod position label of each member, as identified from all exposures.
     """
     flags = mask_flags.copy()
     flags[result.outliers] |= DQ["OUTLIER"] | DQ["DO_NOT_USE"]
@@ -453,8 +457,24 @@ def write_differences(stack, result, *, mask_flags):
             total = total + var
         _write_array(slit, "err", np.sqrt(total))
         _write_array(slit, "dq", np.asarray(slit.dq, dtype=np.uint32) | back(flags, np.uint32))
-        slit.instance["nod_position"] = int(result.positions[k])
+        slit.instance["nod_position"] = int(positions[k])
         set_slit_status(ref, "COMPLETE")
+
+
+def _slits_of(model):
+    return model.slits if isinstance(model, datamodels.MultiSlitModel) else [model]
+
+
+def set_exposure_status(model, status):
+    """Set ``nod_diff_status`` on every slit of an exposure (see `set_slit_status`)."""
+    for slit in _slits_of(model):
+        slit.instance["nod_diff_status"] = status
+
+
+def exposure_status(model):
+    """``COMPLETE`` if at least one slit of the exposure was differenced, else ``SKIPPED``."""
+    statuses = [slit.instance.get("nod_diff_status") for slit in _slits_of(model)]
+    return "COMPLETE" if "COMPLETE" in statuses else "SKIPPED"
 
 
 def set_slit_status(ref, status):

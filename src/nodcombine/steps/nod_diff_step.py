@@ -58,13 +58,14 @@ class NodDiffStep(NodcombineStep):
         if problem:
             return self._skip(container, problem)
         groups, problems = adapter.group_by_source(container)
-        for message in problems:
+        for index, message in problems.items():
             log.warning("SKIPPED %s", message)
+            adapter.set_exposure_status(container[index], f"SKIPPED: {message}")
         done = sum(self._difference_group(group) for group in groups)
         log.info("nod_diff: %d of %d sources differenced", done, len(groups))
-        status = "COMPLETE" if done else "SKIPPED"
         for model in container:
-            model.meta.cal_step.nod_diff = status
+            # COMPLETE for an exposure with at least one differenced slit
+            model.meta.cal_step.nod_diff = adapter.exposure_status(model)
         return container
 
     def default_suffix(self):
@@ -79,16 +80,18 @@ class NodDiffStep(NodcombineStep):
 
     def _difference_group(self, group):
         """Difference one source; log and return False if it cannot be done."""
-        members = []
-        for ref in group.members:
-            problem = adapter.check_member(ref)
+        labels = self._position_labels(group.members)
+        members, positions = [], []
+        for ref, label in zip(group.members, labels, strict=True):
+            problem = label if isinstance(label, str) else adapter.check_member(ref)
             if problem:
                 log.warning("SKIPPED %s", problem)
                 adapter.set_slit_status(ref, f"SKIPPED: {problem}")
             else:
                 members.append(ref)
+                positions.append(label)
         try:
-            positions = self._positions(members)
+            positions = _check_partners(np.asarray(positions, dtype=int), self.position_key)
             stack = adapter.stack_source(members, with_shutters=self.stuck_threshold > 0)
             usable, flags, stuck = mask_pixels(
                 stack.data,
@@ -118,33 +121,39 @@ class NodDiffStep(NodcombineStep):
             for ref in members:
                 adapter.set_slit_status(ref, f"SKIPPED: {err}")
             return False
-        adapter.write_differences(stack, result, mask_flags=flags)
+        adapter.write_differences(stack, result, mask_flags=flags, positions=positions)
         for shutter in stuck:
             log.info("%s: shutter %d of the slitlet is stuck closed", group.label, shutter)
         log.info(
             "%s: %d exposures at %d nod positions, %d outlier pixels",
             group.label,
             len(members),
-            positions.max() + 1,
+            np.unique(positions).size,
             result.outliers.sum(),
         )
         return True
 
-    def _positions(self, members):
-        """Nod position label of each member, from the configured metadata."""
-        if len(members) < 2:
-            raise ValueError(f"{len(members)} usable exposure(s); a nod difference needs two")
-        values = [adapter.nod_offset(ref, self.position_key) for ref in members]
-        if self.position_key in ("auto", "x_offset", "y_offset"):
-            positions = group_nod_positions(values, tolerance=self.position_tolerance)
-        else:
-            positions = np.unique(values, return_inverse=True)[1]
-        if positions.max() < 1:
-            raise ValueError(
-                f"all {len(members)} exposures are at one nod position "
-                f"({self.position_key}); there is no partner to difference against"
-            )
-        return positions
+    def _position_labels(self, refs):
+        """Nod position label of each slit, or the reason it has none.
+
+        Labels come from all the exposures of the source, so that they stay the
+        same whichever exposures are skipped later.
+        """
+        values, labels = [], []
+        for ref in refs:
+            try:
+                values.append(adapter.nod_offset(ref, self.position_key))
+                labels.append(None)
+            except ValueError as err:
+                labels.append(str(err))
+        if values:
+            if self.position_key in ("auto", "x_offset", "y_offset"):
+                found = group_nod_positions(values, tolerance=self.position_tolerance)
+            else:
+                found = np.unique(values, return_inverse=True)[1]
+            found = iter(found)
+            labels = [int(next(found)) if label is None else label for label in labels]
+        return labels
 
     def _mask_settings(self):
         dq = adapter.DQ
@@ -157,3 +166,15 @@ class NodDiffStep(NodcombineStep):
             edge_pixels=self.edge_pixels,
             stuck_threshold=self.stuck_threshold,
         )
+
+
+def _check_partners(positions, position_key):
+    """Raise ValueError unless the exposures cover at least two nod positions."""
+    if positions.size < 2:
+        raise ValueError(f"{positions.size} usable exposure(s); a nod difference needs two")
+    if np.unique(positions).size < 2:
+        raise ValueError(
+            f"all {positions.size} exposures are at one nod position "
+            f"({position_key}); there is no partner to difference against"
+        )
+    return positions
