@@ -8,7 +8,7 @@ import pytest
 
 from helpers import outlier_recovery, sky_only_z
 from nodcombine import noddiff
-from nodcombine.masks import MaskSettings, mask_pixels, stuck_closed_mask
+from nodcombine.masks import MaskSettings, mask_pixels, stuck_closed_mask, usable_pixels
 from nodcombine.noddiff import group_nod_positions, nod_difference
 
 COMPONENTS = noddiff.VARIANCE_COMPONENTS
@@ -169,6 +169,18 @@ def test_masks_failed_open_dilation_bar_floor_and_edges():
     assert not usable[:, 8].any()  # edge at the end of the cutout
     assert usable[:, 3, 0].all()
     assert flags[0, 5, 3] == 1 | 64 and flags[0, 0, 0] == 0
+
+
+def test_edge_mask_ignores_interior_holes():
+    shape = (2, 12, 4)
+    data = _constant(shape, 1.0)
+    data[:, :2] = np.nan  # off the slit
+    data[0, 6, 1] = np.nan  # a bad pixel inside the slit
+    usable = usable_pixels(
+        data, _variances(shape), np.zeros(shape, np.uint32), do_not_use=1, edge_pixels=1
+    )
+    assert not usable[:, 2].any() and not usable[:, 11].any()  # the slit edges
+    assert usable[0, 5, 1] and usable[0, 7, 1]  # neighbours of the hole stay
 
 
 def test_stuck_closed_shutter_found():

@@ -145,7 +145,12 @@ def usable_pixels(
     if barshadow is not None and min_bar > 0:
         ok &= ~(barshadow < min_bar)
     if edge_pixels > 0:
-        covered = np.isfinite(data)
+        # the slit spans from the first to the last finite pixel of each column:
+        # a bad pixel inside it is no edge
+        finite = np.isfinite(data)
+        below = np.maximum.accumulate(finite, axis=1)
+        above = np.maximum.accumulate(finite[:, ::-1], axis=1)[:, ::-1]
+        covered = below & above
         structure = np.zeros((3, 3, 1), dtype=bool)
         structure[1, :, 0] = True  # along the slit only
         interior = ndimage.binary_erosion(
