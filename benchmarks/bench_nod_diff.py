@@ -167,6 +167,38 @@ def outlier_table():
             )
 
 
+def source_safety_table():
+    from nodcombine import NodDiffStep
+    from nodcombine.simulate import simulate_nodded_visit
+
+    print("\n4. Source pixels flagged as outliers with no cosmic rays injected")
+    cases = [
+        ("nrs_msa_prism", 3, 1.0, 0.2, True),
+        ("nrs_msa_prism", 3, 2.0, 0.3, True),
+        ("nrs_fs_prism", 2, 5.0, 0.0, False),
+        ("nrs_fs_prism", 3, 20.0, 0.0, False),
+        ("nrs_msa_prism", 3, 20.0, 0.0, False),
+    ]
+    for mode, n_points, peak, sigma, noise in cases:
+        models, _ = simulate_nodded_visit(
+            mode,
+            n_points=n_points,
+            source_peak=peak,
+            source_sigma_arcsec=sigma,
+            noise=noise,
+            seed=5,
+        )
+        result = NodDiffStep.call(models)
+        flagged = sum(int(((s.dq & 16) > 0).sum()) for m in result for s in m.slits)
+        valid = sum(int(np.isfinite(s.data).sum()) for m in result for s in m.slits)
+        kind = f'sigma {sigma}"' if sigma else "point"
+        print(
+            f"  {mode} {n_points}-point, peak {peak} MJy/sr, {kind}, "
+            f"{'noisy' if noise else 'noise-free'}: {flagged}/{valid} pixels flagged "
+            f"({100 * flagged / valid:.3f} %)"
+        )
+
+
 def speed(n_slits, workdir, crds):
     from nodcombine.simulate import simulate_nodded_visit, write_visit
 
@@ -212,7 +244,7 @@ def speed(n_slits, workdir, crds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slits", type=int, default=200)
-    parser.add_argument("--sections", default="1235", help="which sections to run, e.g. 5")
+    parser.add_argument("--sections", default="12345", help="which sections to run, e.g. 5")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         crds = Path(tmp) / "crds"
@@ -223,6 +255,8 @@ def main():
             real_data_table(crds)
         if "3" in args.sections:
             outlier_table()
+        if "4" in args.sections:
+            source_safety_table()
         if "5" in args.sections:
             speed(args.slits, Path(tmp), crds)
 

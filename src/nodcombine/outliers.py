@@ -108,6 +108,32 @@ def _source_models(diff, diff_var, trace_rows, half_width, wavelengths=None):
     return models, model_var
 
 
+def _running_median(image, width, stride=4):
+    """Running median along the last axis, evaluated every ``stride`` columns.
+
+    The high-pass only needs the smooth part of a row, so the median is taken
+    at every ``stride``-th column (reflected at the ends, as scipy's
+    ``median_filter`` does) and interpolated linearly in between: ``stride``
+    times faster than a full running median, which dominated the step's time.
+    """
+    half = width // 2
+    n = image.shape[-1]
+    padding = [(0, 0)] * (image.ndim - 1) + [(half, half)]
+    windows = np.lib.stride_tricks.sliding_window_view(
+        np.pad(image, padding, mode="symmetric"), width, axis=-1
+    )
+    centres = np.arange(0, n, stride)
+    if centres[-1] != n - 1:
+        centres = np.append(centres, n - 1)
+    medians = np.median(windows[..., centres, :], axis=-1)
+    if centres.size == 1:
+        return np.broadcast_to(medians, image.shape).copy()
+    columns = np.arange(n)
+    left = np.clip(np.searchsorted(centres, columns, side="right") - 1, 0, centres.size - 2)
+    weight = (columns - centres[left]) / (centres[left + 1] - centres[left])
+    return (1.0 - weight) * medians[..., left] + weight * medians[..., left + 1]
+
+
 def _nanmedian(stack):
     """Median over the first axis ignoring NaN; all-NaN columns give NaN silently."""
     with warnings.catch_warnings():
@@ -195,7 +221,7 @@ def find_cross_exposure_outliers(
     # allowance follows the high-passed model, taken over neighbouring rows because
     # the shift mismatch of an under-sampled profile is along the slit.
     structure = np.nan_to_num(sources)
-    structure = structure - ndimage.median_filter(structure, size=(1, 1, _HIGH_PASS_COLUMNS))
+    structure = structure - _running_median(structure, _HIGH_PASS_COLUMNS)
     peaks = ndimage.maximum_filter(np.abs(structure), size=(1, 3, 1))
     for e in range(n_exp):
         others = [f for f in range(n_exp) if f != e]
@@ -204,7 +230,7 @@ def find_cross_exposure_outliers(
         factor = _median_spread_factor(len(others))
         peak = np.maximum(peaks[e], peaks[others].max(axis=0))
         excess = data[e] - sources[e] - sky
-        smooth = ndimage.median_filter(np.nan_to_num(excess), size=(1, _HIGH_PASS_COLUMNS))
+        smooth = _running_median(np.nan_to_num(excess), _HIGH_PASS_COLUMNS)
         excess = excess - smooth
         # untestable pixels (negative or NaN variance, no model) compare False
         with np.errstate(invalid="ignore"):
