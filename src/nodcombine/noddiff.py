@@ -174,7 +174,8 @@ def nod_difference(
     n_sigma_outlier : float, optional
         Cross-exposure outlier threshold; 0 disables rejection.
     outlier_model_fraction : float, optional
-        Fraction of the local source peak added to the threshold.
+        Fraction of the high-passed source model nearby (its spectral structure,
+        such as emission lines) added to the threshold.
     trace_half_width : float, optional
         Rows either side of a trace taken as the source image; default: half the
         smallest separation between traces of different positions.

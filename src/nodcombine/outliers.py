@@ -177,7 +177,9 @@ def find_cross_exposure_outliers(
     So the excess over the prediction is high-passed along the dispersion (its
     running median over `_HIGH_PASS_COLUMNS` columns, wider than a snowball, is
     subtracted) and a pixel is flagged when that exceeds ``n_sigma`` standard
-    deviations plus ``model_fraction`` of the local source peak.
+    deviations (of the exposure, its source model and its sky estimate) plus
+    ``model_fraction`` of the high-passed source model nearby (emission lines,
+    whose prediction can be off by a fraction of their height).
 
     Parameters
     ----------
@@ -196,7 +198,7 @@ def find_cross_exposure_outliers(
     n_sigma : float
         Rejection threshold in standard deviations.
     model_fraction : float
-        Fraction of the local source peak added to the threshold.
+        Fraction of the high-passed source model nearby added to the threshold.
     half_width : float
         Rows either side of a trace taken as that exposure's source image.
     tested : numpy.ndarray of bool, optional
