@@ -196,6 +196,12 @@ def test_unknown_grating_is_skipped(caplog):
     assert result[0].meta.cal_step.nod_diff == "SKIPPED"
     assert result[0].slits[0].nod_diff_status.startswith("SKIPPED: ")
     assert [m.meta.cal_step.nod_diff for m in result[1:]] == ["COMPLETE", "COMPLETE"]
+    # position labels come from the whole pattern, not from the exposures left
+    complete, _ = simulate_nodded_visit("nrs_msa_prism", n_points=3, source_peak=0.0, seed=2)
+    reference = NodDiffStep.call(complete)
+    assert [m.slits[0].nod_position for m in result[1:]] == [
+        m.slits[0].nod_position for m in reference[1:]
+    ]
 
 
 def test_mismatched_cutouts_are_aligned():

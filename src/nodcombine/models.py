@@ -21,6 +21,7 @@ from nodcombine.noddiff import VARIANCE_COMPONENTS
 __all__ = [
     "DQ",
     "NIRSPEC_SHUTTER_PITCH",
+    "SlitRef",
     "SourceGroup",
     "SourceStack",
     "check_member",

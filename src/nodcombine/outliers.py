@@ -24,10 +24,9 @@ def _shift_rows(image, shift):
     """Linear interpolation of ``image`` moved by ``shift`` rows (per column)."""
     ny = image.shape[0]
     src = np.arange(ny, dtype=float)[:, None] - shift[None, :]
-    lower = np.floor(src).astype(int)
+    inside = (src >= 0) & (src <= ny - 1)
+    lower = np.clip(np.floor(np.where(inside, src, 0)).astype(int), 0, ny - 2)
     weight = src - lower
-    inside = (lower >= 0) & (lower + 1 < ny)
-    lower = np.clip(lower, 0, ny - 2)
     below = np.take_along_axis(image, lower, axis=0)
     above = np.take_along_axis(image, lower + 1, axis=0)
     return np.where(inside, (1.0 - weight) * below + weight * above, np.nan)
@@ -36,10 +35,10 @@ def _shift_rows(image, shift):
 def _shift_columns(image, source_columns):
     """Linear interpolation of ``image`` sampled at fractional ``source_columns`` (per column)."""
     nx = image.shape[1]
-    lower = np.floor(source_columns).astype(int)
-    weight = source_columns - lower
-    inside = (lower >= 0) & (lower + 1 < nx)
-    lower = np.clip(lower, 0, nx - 2)
+    inside = np.isfinite(source_columns) & (source_columns >= 0) & (source_columns <= nx - 1)
+    safe = np.where(inside, source_columns, 0.0)
+    lower = np.clip(np.floor(safe).astype(int), 0, nx - 2)
+    weight = safe - lower
     moved = (1.0 - weight) * image[:, lower] + weight * image[:, lower + 1]
     return np.where(inside[None, :], moved, np.nan)
 
@@ -57,7 +56,10 @@ def _matching_columns(wave_to, wave_from):
     if good.sum() < 2 or not np.isfinite(wave_to).any():
         return columns
     order = np.argsort(wave_from[good])
-    mapped = np.interp(wave_to, wave_from[good][order], columns[good][order])
+    # beyond the partner's coverage there is nothing to compare with: NaN
+    mapped = np.interp(
+        wave_to, wave_from[good][order], columns[good][order], left=np.nan, right=np.nan
+    )
     return np.where(np.isfinite(wave_to), mapped, columns)
 
 

@@ -61,6 +61,7 @@ class NodDiffStep(NodcombineStep):
         for index, message in problems.items():
             log.warning("SKIPPED %s", message)
             adapter.set_exposure_status(container[index], f"SKIPPED: {message}")
+        self._exposure_labels = self._visit_position_labels(container)
         done = sum(self._difference_group(group) for group in groups)
         log.info("nod_diff: %d of %d sources differenced", done, len(groups))
         for model in container:
@@ -80,7 +81,10 @@ class NodDiffStep(NodcombineStep):
 
     def _difference_group(self, group):
         """Difference one source; log and return False if it cannot be done."""
-        labels = self._position_labels(group.members)
+        if self._exposure_labels is None:
+            labels = self._position_labels(group.members)
+        else:
+            labels = [self._exposure_labels[ref.exposure] for ref in group.members]
         members, positions = [], []
         for ref, label in zip(group.members, labels, strict=True):
             problem = label if isinstance(label, str) else adapter.check_member(ref)
@@ -133,12 +137,23 @@ class NodDiffStep(NodcombineStep):
         )
         return True
 
-    def _position_labels(self, refs):
-        """Nod position label of each slit, or the reason it has none.
+    def _visit_position_labels(self, container):
+        """Position label (or the reason for none) of every input exposure, by index.
 
-        Labels come from all the exposures of the source, so that they stay the
-        same whichever exposures are skipped later.
+        Dither offsets and position numbers belong to exposures: labelling all of
+        them at once keeps a position's label the same whichever exposures or
+        slits are skipped later.  ``shutter_state`` belongs to slits: None.
         """
+        if self.position_key == "shutter_state":
+            return None
+        refs = [
+            adapter.SlitRef(index, model, model, model.meta.filename or f"exposure {index}")
+            for index, model in enumerate(container)
+        ]
+        return self._position_labels(refs)
+
+    def _position_labels(self, refs):
+        """Nod position label of each slit or exposure, or the reason it has none."""
         values, labels = [], []
         for ref in refs:
             try:
