@@ -232,7 +232,9 @@ def find_cross_exposure_outliers(
         sky = _nanmedian(clean[others])
         sky_var = _nanmedian(np.where(usable[others], model_var[others], np.nan))
         factor = _median_spread_factor(len(others))
-        peak = np.maximum(peaks[e], peaks[others].max(axis=0))
+        # a partner's model error reaches the sky estimate diluted by the mean or
+        # median over the partners
+        peak = np.maximum(peaks[e], peaks[others].max(axis=0) / len(others))
         excess = data[e] - sources[e] - sky
         smooth = _running_median(np.nan_to_num(excess), _HIGH_PASS_COLUMNS)
         excess = excess - smooth
