@@ -234,3 +234,14 @@ def test_inputs_not_modified():
     np.testing.assert_array_equal(data, before[0])
     for c in COMPONENTS:
         np.testing.assert_array_equal(variances[c], before[1][c])
+
+
+def test_equal_wavelength_mapping_uses_the_monotonic_part():
+    from nodcombine.outliers import _matching_columns
+
+    wave = np.linspace(14.0, 5.0, 10)
+    folded = wave.copy()
+    folded[-2:] = [4.8, 5.2]  # MIRI LRS folds back at the blue end
+    mapped = _matching_columns(wave, folded)
+    np.testing.assert_allclose(mapped[:8], np.arange(8.0))
+    assert np.isnan(mapped[-1]) or mapped[-1] <= 8.0

@@ -49,18 +49,35 @@ def _matching_columns(wave_to, wave_from):
     A nod moves the source along the slit and, by a fraction of a pixel, along
     the dispersion too (NIRSpec: 0.6 column for one shutter); lines must be
     compared at equal wavelength, not equal column.  Unknown wavelengths map
-    column to column.
+    column to column; wavelengths the partner does not cover map to NaN.  Only
+    the partner's longest monotonic run of wavelengths is used (MIRI LRS folds
+    back below 4.5 µm).
     """
     columns = np.arange(wave_to.size, dtype=float)
-    good = np.isfinite(wave_from)
-    if good.sum() < 2 or not np.isfinite(wave_to).any():
+    run = _monotonic_run(wave_from)
+    if run.sum() < 2 or not np.isfinite(wave_to).any():
         return columns
-    order = np.argsort(wave_from[good])
+    order = np.argsort(wave_from[run])
     # beyond the partner's coverage there is nothing to compare with: NaN
     mapped = np.interp(
-        wave_to, wave_from[good][order], columns[good][order], left=np.nan, right=np.nan
+        wave_to, wave_from[run][order], columns[run][order], left=np.nan, right=np.nan
     )
     return np.where(np.isfinite(wave_to), mapped, columns)
+
+
+def _monotonic_run(wave):
+    """Mask of the longest run of consecutive finite columns with one sign of slope."""
+    good = np.isfinite(wave)
+    slope = np.sign(np.diff(np.where(good, wave, np.nan)))
+    best, best_range, start = 0, (0, 0), 0
+    for i in range(1, slope.size + 1):
+        if i == slope.size or not (slope[i] == slope[start] and slope[i] != 0):
+            if slope.size and slope[start] != 0 and i - start > best:
+                best, best_range = i - start, (start, i + 1)
+            start = i
+    mask = np.zeros(wave.size, dtype=bool)
+    mask[best_range[0] : best_range[1]] = True
+    return mask & good
 
 
 def _source_models(diff, diff_var, trace_rows, half_width, wavelengths=None):
