@@ -39,9 +39,9 @@ else:
     from nodcombine.steps import nod_diff_step
     # time the per-source work (everything but opening) inside the same run
     per_source = nod_diff_step.NodDiffStep._difference_group
-    def timed(self, group):
+    def timed(self, *args):
         t = time.perf_counter()
-        done = per_source(self, group)
+        done = per_source(self, *args)
         work.append(time.perf_counter() - t)
         return done
     work = []

@@ -61,8 +61,8 @@ class NodDiffStep(NodcombineStep):
         for index, message in problems.items():
             log.warning("SKIPPED %s", message)
             adapter.set_exposure_status(container[index], f"SKIPPED: {message}")
-        self._exposure_labels = self._visit_position_labels(container)
-        done = sum(self._difference_group(group) for group in groups)
+        exposure_labels = self._visit_position_labels(container)
+        done = sum(self._difference_group(group, exposure_labels) for group in groups)
         log.info("nod_diff: %d of %d sources differenced", done, len(groups))
         for model in container:
             # COMPLETE for an exposure with at least one differenced slit
@@ -79,12 +79,12 @@ class NodDiffStep(NodcombineStep):
             model.meta.cal_step.nod_diff = "SKIPPED"
         return result
 
-    def _difference_group(self, group):
+    def _difference_group(self, group, exposure_labels):
         """Difference one source; log and return False if it cannot be done."""
-        if self._exposure_labels is None:
+        if exposure_labels is None:
             labels = self._position_labels(group.members)
         else:
-            labels = [self._exposure_labels[ref.exposure] for ref in group.members]
+            labels = [exposure_labels[ref.exposure] for ref in group.members]
         members, positions = [], []
         for ref, label in zip(group.members, labels, strict=True):
             problem = label if isinstance(label, str) else adapter.check_member(ref)
