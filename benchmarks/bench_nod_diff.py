@@ -148,7 +148,7 @@ def real_data_table(crds):
                 f"  exposure {e + 1}: negative image of exposure {f + 1} at {measured:+6.2f} px;"
                 f" dither offsets predict {predicted:+6.2f}, WCS traces {wcs_sep:+6.2f}"
             )
-    outliers = sum(int(((m.dq & 16) > 0).sum()) for m in result)
+    outliers = sum(int(adapter.outlier_pixels(m).sum()) for m in result)
     print(f"  cross-exposure outliers flagged: {outliers} pixels in 3 exposures")
 
 
@@ -168,6 +168,7 @@ def outlier_table():
 
 
 def source_safety_table():
+    from helpers import flagged_fraction
     from nodcombine import NodDiffStep
     from nodcombine.simulate import simulate_nodded_visit
 
@@ -188,14 +189,11 @@ def source_safety_table():
             noise=noise,
             seed=5,
         )
-        result = NodDiffStep.call(models)
-        flagged = sum(int(((s.dq & 16) > 0).sum()) for m in result for s in m.slits)
-        valid = sum(int(np.isfinite(s.data).sum()) for m in result for s in m.slits)
+        fraction = flagged_fraction(NodDiffStep.call(models))
         kind = f'sigma {sigma}"' if sigma else "point"
         print(
             f"  {mode} {n_points}-point, peak {peak} MJy/sr, {kind}, "
-            f"{'noisy' if noise else 'noise-free'}: {flagged}/{valid} pixels flagged "
-            f"({100 * flagged / valid:.3f} %)"
+            f"{'noisy' if noise else 'noise-free'}: {100 * fraction:.3f} % of pixels flagged"
         )
 
 

@@ -103,3 +103,13 @@ def away_from_traces(slit, models, truth, k, distance=2.2, exclude=None):
     with np.errstate(invalid="ignore", divide="ignore"):
         z = (slit.data / slit.err)[away]
     return z[np.isfinite(z)]
+
+
+def flagged_fraction(result):
+    """Fraction of the valid pixels of all slits of a ``nod_diff`` result flagged OUTLIER."""
+    from nodcombine.models import outlier_pixels
+
+    slits = [s for m in result for s in getattr(m, "slits", [m])]
+    flagged = sum(int(outlier_pixels(s).sum()) for s in slits)
+    valid = sum(int(np.isfinite(s.data).sum()) for s in slits)
+    return flagged / valid

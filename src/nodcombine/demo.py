@@ -44,6 +44,8 @@ def _simulate(input_dir):
 
 def _summarise(products):
     """One line per slit: valid pixels, robust noise of diff/err, outliers flagged."""
+    from nodcombine.models import outlier_pixels
+
     lines = []
     for model in products:
         for slit in getattr(model, "slits", [model]):
@@ -55,7 +57,7 @@ def _summarise(products):
             lines.append(
                 f"  {model.meta.filename} slit {getattr(slit, 'name', '-')}: "
                 f"{z.size} valid pixels, robust std of diff/err {robust_std:.3f}, "
-                f"{int(((slit.dq & 16) > 0).sum())} outlier pixels flagged"
+                f"{int(outlier_pixels(slit).sum())} outlier pixels flagged"
             )
     return "\n".join(lines)
 

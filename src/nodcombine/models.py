@@ -26,10 +26,12 @@ __all__ = [
     "SourceStack",
     "check_member",
     "container_problem",
+    "exposure_refs",
     "exposure_slits",
     "exposure_status",
     "group_by_source",
     "nod_offset",
+    "outlier_pixels",
     "set_exposure_status",
     "set_slit_status",
     "stack_source",
@@ -83,6 +85,18 @@ class SourceGroup:
 
 def _filename(model, index):
     return model.meta.filename or f"exposure {index}"
+
+
+def exposure_refs(models):
+    """One `SlitRef` per exposure (the model itself), for exposure-level metadata."""
+    return [
+        SlitRef(index, model, model, _filename(model, index)) for index, model in enumerate(models)
+    ]
+
+
+def outlier_pixels(slit):
+    """Pixels ``nod_diff`` flagged as cross-exposure outliers (DQ ``OUTLIER``)."""
+    return (np.asarray(slit.dq) & DQ["OUTLIER"]) > 0
 
 
 def _disperser(model):
@@ -230,11 +244,10 @@ def _origin(ref):
     return (ref.slit.xstart or 1), (ref.slit.ystart or 1)
 
 
-def _required_array(ref, name):
+def _check_array(ref, name):
     array = getattr(ref.slit, name, None)
     if array is None or np.size(array) == 0 or array.shape != ref.slit.data.shape:
         raise ValueError(f"{ref.label}: array {name!r} is missing or has the wrong shape")
-    return np.asarray(array, dtype=float)
 
 
 def _check_slit(ref):
@@ -247,7 +260,7 @@ def _check_slit(ref):
     if ref.slit.meta.wcs is None:
         raise ValueError(f"{ref.label}: no WCS (meta.wcs); run assign_wcs/extract_2d first")
     for name in VARIANCE_COMPONENTS:
-        _required_array(ref, name)
+        _check_array(ref, name)
 
 
 def _dispersion_is_vertical(ref):
@@ -367,8 +380,7 @@ def stack_source(members, *, with_shutters=False):
 
     data = place([ref.slit.data for ref in members], np.nan, float)
     variances = {
-        c: place([_required_array(r, c) for r in members], np.nan, float)
-        for c in VARIANCE_COMPONENTS
+        c: place([getattr(r.slit, c) for r in members], np.nan, float) for c in VARIANCE_COMPONENTS
     }
     dq = place(
         [np.asarray(r.slit.dq, dtype=np.uint32) for r in members], DQ["DO_NOT_USE"], np.uint32

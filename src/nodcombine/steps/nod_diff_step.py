@@ -146,10 +146,7 @@ class NodDiffStep(NodcombineStep):
         """
         if self.position_key == "shutter_state":
             return None
-        refs = [
-            adapter.SlitRef(index, model, model, model.meta.filename or f"exposure {index}")
-            for index, model in enumerate(container)
-        ]
+        refs = adapter.exposure_refs(container)
         return self._position_labels(refs)
 
     def _position_labels(self, refs):
