@@ -7,12 +7,12 @@ try:
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["NodDiffStep", "__version__"]
+__all__ = ["NodDiffStep", "TraceFitStep", "__version__"]
 
 
 def __getattr__(name):
     # Steps import jwst, which is slow; load them only when asked for.
-    if name in ("NodDiffStep",):
+    if name in ("NodDiffStep", "TraceFitStep"):
         from nodcombine import steps
 
         return getattr(steps, name)

@@ -18,4 +18,5 @@ def get_steps():
     """
     return [
         ("nodcombine.steps.NodDiffStep", "nod_diff", False),
+        ("nodcombine.steps.TraceFitStep", "trace_fit", False),
     ]

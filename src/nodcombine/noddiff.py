@@ -34,6 +34,7 @@ from nodcombine.outliers import default_half_width, find_cross_exposure_outliers
 __all__ = [
     "VARIANCE_COMPONENTS",
     "NodDiffResult",
+    "difference_images",
     "group_nod_positions",
     "nod_difference",
 ]
@@ -141,6 +142,26 @@ def _differences(data, variances, usable, positions):
             var_ref[c] = np.where(valid, ref, np.nan)
             var_diff[c] = np.where(valid, variances[c] + ref, np.nan)
     return diff, var_diff, var_ref, valid
+
+
+def difference_images(images, usable, positions):
+    """Nod differences of noise-free images, such as a model of each exposure's source.
+
+    Parameters
+    ----------
+    images : numpy.ndarray, shape (n_exp, ny, nx)
+        What each exposure holds.
+    usable : numpy.ndarray of bool, shape (n_exp, ny, nx)
+        Pixels that enter the position means.
+    positions : numpy.ndarray of int, shape (n_exp,)
+        Nod position index of each exposure, 0 .. n_positions − 1.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_exp, ny, nx)
+        ``D_e`` by the estimator of `nod_difference`; NaN where not defined.
+    """
+    return _differences(np.asarray(images, dtype=float), {}, usable, positions)[0]
 
 
 def nod_difference(

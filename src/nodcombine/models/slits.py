@@ -1,10 +1,9 @@
-"""The one adapter between jwst datamodels and the numpy kernels.
+"""Slits of a visit: grouping by source, stacking on a common grid, nod differences.
 
-Everything that reads or writes a datamodel attribute lives here: grouping the
-slits of a visit by source, aligning cutouts by ``xstart``/``ystart``, turning
-MIRI LRS images (dispersion along detector y) into the kernels' axis order
-``(n_spatial, n_dispersion)``, evaluating the WCS for the predicted trace and the
-shutter map, and writing results back with their DQ flags.
+Groups the slits of a visit by source, aligns cutouts by ``xstart``/``ystart``,
+turns MIRI LRS images (dispersion along detector y) into the kernels' axis order
+``(n_spatial, n_dispersion)``, evaluates the WCS for the predicted trace and the
+shutter map, and writes nod differences back with their DQ flags.
 """
 
 import logging
@@ -21,6 +20,7 @@ from nodcombine.noddiff import VARIANCE_COMPONENTS
 __all__ = [
     "DQ",
     "NIRSPEC_SHUTTER_PITCH",
+    "REF_VARIANCE_ATTRS",
     "SlitRef",
     "SourceGroup",
     "SourceStack",
@@ -34,7 +34,10 @@ __all__ = [
     "outlier_pixels",
     "set_exposure_status",
     "set_slit_status",
+    "slits_of",
     "stack_source",
+    "to_cutout",
+    "write_array",
     "write_differences",
 ]
 
@@ -349,6 +352,45 @@ def _shutter_map(ref):
     return index
 
 
+@dataclass(frozen=True)
+class _Grid:
+    """The union of a source's cutouts, and how to place arrays on it."""
+
+    origins: list
+    shapes: list
+    x0: int
+    y0: int
+    nx: int
+    ny: int
+    vertical: bool
+
+    @classmethod
+    def of(cls, members):
+        origins = [_origin(ref) for ref in members]
+        shapes = [ref.slit.data.shape for ref in members]
+        x0 = min(o[0] for o in origins)
+        y0 = min(o[1] for o in origins)
+        nx = max(o[0] + s[1] for o, s in zip(origins, shapes, strict=True)) - x0
+        ny = max(o[1] + s[0] for o, s in zip(origins, shapes, strict=True)) - y0
+        return cls(origins, shapes, x0, y0, nx, ny, _dispersion_is_vertical(members[0]))
+
+    def place(self, arrays, fill, dtype):
+        """Stack per-member cutout arrays on the grid, kernel orientation."""
+        grid = np.full((len(arrays), self.ny, self.nx), fill, dtype=dtype)
+        for k, (arr, (xs, ys), (h, w)) in enumerate(
+            zip(arrays, self.origins, self.shapes, strict=True)
+        ):
+            grid[k, ys - self.y0 : ys - self.y0 + h, xs - self.x0 : xs - self.x0 + w] = arr
+        return grid.transpose(0, 2, 1) if self.vertical else grid
+
+    def window(self, k):
+        """``(row0, col0, n_rows, n_cols)`` of member ``k`` in kernel orientation."""
+        (xs, ys), (h, w) = self.origins[k], self.shapes[k]
+        if self.vertical:
+            return xs - self.x0, ys - self.y0, w, h
+        return ys - self.y0, xs - self.x0, h, w
+
+
 def stack_source(members, *, with_shutters=False):
     """Put one source's exposures on a common grid in kernel orientation.
 
@@ -363,39 +405,27 @@ def stack_source(members, *, with_shutters=False):
     -------
     SourceStack
     """
-    vertical = _dispersion_is_vertical(members[0])
-    origins = [_origin(ref) for ref in members]
-    shapes = [ref.slit.data.shape for ref in members]
-    x0 = min(o[0] for o in origins)
-    y0 = min(o[1] for o in origins)
-    nx = max(o[0] + s[1] for o, s in zip(origins, shapes, strict=True)) - x0
-    ny = max(o[1] + s[0] for o, s in zip(origins, shapes, strict=True)) - y0
+    grid = _Grid.of(members)
+    vertical = grid.vertical
     n = len(members)
-
-    def place(arrays, fill, dtype):
-        grid = np.full((n, ny, nx), fill, dtype=dtype)
-        for k, (arr, (xs, ys), (h, w)) in enumerate(zip(arrays, origins, shapes, strict=True)):
-            grid[k, ys - y0 : ys - y0 + h, xs - x0 : xs - x0 + w] = arr
-        return grid.transpose(0, 2, 1) if vertical else grid
-
-    data = place([ref.slit.data for ref in members], np.nan, float)
+    data = grid.place([ref.slit.data for ref in members], np.nan, float)
     variances = {
-        c: place([getattr(r.slit, c) for r in members], np.nan, float) for c in VARIANCE_COMPONENTS
+        c: grid.place([getattr(r.slit, c) for r in members], np.nan, float)
+        for c in VARIANCE_COMPONENTS
     }
-    dq = place(
+    dq = grid.place(
         [np.asarray(r.slit.dq, dtype=np.uint32) for r in members], DQ["DO_NOT_USE"], np.uint32
     )
     bars = [getattr(r.slit, "barshadow", None) for r in members]
     have_bars = all(
         b is not None and b.shape == r.slit.data.shape for b, r in zip(bars, members, strict=True)
     )
-    barshadow = place(bars, np.nan, float) if have_bars else None
+    barshadow = grid.place(bars, np.nan, float) if have_bars else None
 
     windows, traces = [], []
     wavelengths = np.full((n, data.shape[2]), np.nan)
-    for k, (ref, (xs, ys), (h, w)) in enumerate(zip(members, origins, shapes, strict=True)):
-        row0, col0 = (xs - x0, ys - y0) if vertical else (ys - y0, xs - x0)
-        n_rows, n_cols = (w, h) if vertical else (h, w)
+    for k, ref in enumerate(members):
+        row0, col0, n_rows, n_cols = grid.window(k)
         windows.append((row0, col0, n_rows, n_cols))
         wave_um = _column_wavelength_um(ref, axis=1 if vertical else 0)
         trace = _predicted_trace(ref, vertical, wave_um)
@@ -409,7 +439,7 @@ def stack_source(members, *, with_shutters=False):
     if with_shutters and not vertical:
         maps = [_shutter_map(r) for r in members]
         if all(m is not None for m in maps):
-            shutter_index = place(maps, -1, int)
+            shutter_index = grid.place(maps, -1, int)
     return SourceStack(
         members,
         data,
@@ -450,43 +480,64 @@ def write_differences(stack, result, *, mask_flags, positions):
     flags = mask_flags.copy()
     flags[result.outliers] |= DQ["OUTLIER"] | DQ["DO_NOT_USE"]
     flags[~result.valid] |= DQ["DO_NOT_USE"]
-    for k, (ref, (row0, col0, n_rows, n_cols)) in enumerate(
-        zip(stack.members, stack.windows, strict=True)
-    ):
-        cut = (k, slice(row0, row0 + n_rows), slice(col0, col0 + n_cols))
+    for k, ref in enumerate(stack.members):
 
-        def back(grid, dtype=np.float32, cut=cut):
-            arr = grid[cut]
-            return np.ascontiguousarray(arr.T if stack.transposed else arr).astype(dtype)
+        def back(grid, dtype=np.float32, k=k):
+            return to_cutout(stack, grid, k, dtype)
 
         slit = ref.slit
-        _write_array(slit, "data", back(result.data))
+        write_array(slit, "data", back(result.data))
         total = np.zeros(slit.data.shape, dtype=np.float32)
         for c in VARIANCE_COMPONENTS:
             var = back(result.variances[c])
-            _write_array(slit, c, var)
+            write_array(slit, c, var)
             # not in the SlitModel schema: stored in the ASDF extension on save
             slit.instance[REF_VARIANCE_ATTRS[c]] = back(result.ref_variances[c])
             total = total + var
-        _write_array(slit, "err", np.sqrt(total))
-        _write_array(slit, "dq", np.asarray(slit.dq, dtype=np.uint32) | back(flags, np.uint32))
+        write_array(slit, "err", np.sqrt(total))
+        write_array(slit, "dq", np.asarray(slit.dq, dtype=np.uint32) | back(flags, np.uint32))
         slit.instance["nod_position"] = int(positions[k])
         set_slit_status(ref, "COMPLETE")
 
 
-def _slits_of(model):
+def to_cutout(stack, grid, k, dtype=np.float32):
+    """Member ``k``'s cutout of a grid array, in the slit's own orientation.
+
+    Parameters
+    ----------
+    stack : SourceStack
+        The grid's layout.
+    grid : numpy.ndarray, shape (n_exp, ny, nx)
+        Array on the common grid, kernel orientation.
+    k : int
+        Member index.
+    dtype : numpy.dtype, optional
+        Output type.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shaped like the member's ``data``.
+    """
+    row0, col0, n_rows, n_cols = stack.windows[k]
+    arr = grid[k, row0 : row0 + n_rows, col0 : col0 + n_cols]
+    return np.ascontiguousarray(arr.T if stack.transposed else arr).astype(dtype)
+
+
+def slits_of(model):
+    """The slits of an exposure (the model itself for a single slit or image)."""
     return model.slits if isinstance(model, datamodels.MultiSlitModel) else [model]
 
 
 def set_exposure_status(model, status):
     """Set ``nod_diff_status`` on every slit of an exposure (see `set_slit_status`)."""
-    for slit in _slits_of(model):
+    for slit in slits_of(model):
         slit.instance["nod_diff_status"] = status
 
 
 def exposure_status(model):
     """``COMPLETE`` if at least one slit of the exposure was differenced, else ``SKIPPED``."""
-    statuses = [slit.instance.get("nod_diff_status") for slit in _slits_of(model)]
+    statuses = [slit.instance.get("nod_diff_status") for slit in slits_of(model)]
     return "COMPLETE" if "COMPLETE" in statuses else "SKIPPED"
 
 
@@ -499,7 +550,7 @@ def set_slit_status(ref, status):
     ref.slit.instance["nod_diff_status"] = status
 
 
-def _write_array(node, name, values):
+def write_array(node, name, values):
     """Set a schema array, in place when shape and dtype allow.
 
     Assigning a new array to a datamodel attribute re-validates it against the
@@ -509,6 +560,9 @@ def _write_array(node, name, values):
     current = getattr(node, name, None)
     if isinstance(current, np.ndarray) and current.shape == values.shape:
         current[...] = values.astype(current.dtype, copy=False)
+    elif current is None:
+        # a new array: validated when the model is saved
+        node.instance[name] = values
     else:
         setattr(node, name, values)
 

@@ -1,0 +1,369 @@
+"""``_nod`` products in, fitted profiles out: the adapter of the trace fit.
+
+Reads what `nodcombine.tracefit.fit_trace` needs from the slits of one source
+(differences, the variance of each exposure alone, the along-slit coordinate of
+every pixel from the WCS, the pixel scale and the nominal PSF width) and writes
+the solution back on each slit:
+
+``trace_model`` (TRACEMODEL)
+    Model of the slit's nod difference in data units: the positive image and the
+    negative images of the other nod positions, as jwst's ``trace_model`` holds a
+    model of the data.
+``trace_fit`` (dict, ASDF extension)
+    Fit parameters and their errors (see `fit_record`).
+``trace_fit_centre``, ``trace_fit_sigma`` (1-D, ASDF extension)
+    Fitted source position along the slit in the slit's own pixel coordinates
+    (row, or column for MIRI LRS) and total Gaussian width in pixels, per
+    dispersion pixel.
+
+The extension entries are not in the jwst schemas; stdatamodels keeps them in
+the ASDF extension of the FITS file, so they survive save and open.
+"""
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from nodcombine.models.slits import (
+    DQ,
+    REF_VARIANCE_ATTRS,
+    SourceStack,
+    check_member,
+    slits_of,
+    stack_source,
+    to_cutout,
+    write_array,
+)
+from nodcombine.noddiff import VARIANCE_COMPONENTS
+from nodcombine.psf import psf_fwhm_arcsec
+
+__all__ = [
+    "TRACE_FIT_KEY",
+    "TraceInputs",
+    "fit_record",
+    "group_families",
+    "nod_diff_problem",
+    "set_trace_skipped",
+    "trace_fit_status",
+    "trace_inputs",
+    "usable_members",
+    "write_trace_fit",
+]
+
+#: slit entry holding the fit parameters
+TRACE_FIT_KEY = "trace_fit"
+
+_FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+_FITTED = ("FIT", "FORCED", "FALLBACK")
+
+
+@dataclass(frozen=True)
+class TraceInputs:
+    """The arrays of one source for `nodcombine.tracefit.fit_trace`.
+
+    Attributes
+    ----------
+    stack : SourceStack
+        The differences on the common grid (kernel orientation).
+    positions : numpy.ndarray of int, shape (n_exp,)
+        Nod position of each member, as ``nod_diff`` labelled it.
+    variance : numpy.ndarray, shape (n_exp, ny, nx)
+        Variance of each exposure alone (difference minus reference variance).
+    valid : numpy.ndarray of bool, shape (n_exp, ny, nx)
+        Usable differences (finite, not DO_NOT_USE).
+    along : numpy.ndarray, shape (n_exp, ny, nx)
+        Pixels along the slit from the source position the WCS predicts in each
+        exposure; NaN off the member's cutout.
+    pixel_scale : numpy.ndarray, shape (n_exp,)
+        Arcsec per pixel along the slit at the source.
+    sigma_psf : numpy.ndarray, shape (n_exp, nx)
+        Nominal point-source Gaussian width, pixels.
+    instrument : str
+        ``meta.instrument.name``.
+    """
+
+    stack: SourceStack
+    positions: np.ndarray
+    variance: np.ndarray
+    valid: np.ndarray
+    along: np.ndarray
+    pixel_scale: np.ndarray
+    sigma_psf: np.ndarray
+    instrument: str
+
+
+def nod_diff_problem(container):
+    """Why a container cannot be trace-fitted, or None.
+
+    Parameters
+    ----------
+    container : ModelContainer or DataModel
+        What the step opened.
+
+    Returns
+    -------
+    str or None
+    """
+    models = container if hasattr(container, "__len__") else [container]
+    undone = [
+        model.meta.filename or f"exposure {i}"
+        for i, model in enumerate(models)
+        if model.meta.cal_step.nod_diff != "COMPLETE"
+    ]
+    if len(undone) == len(models):
+        return (
+            f"meta.cal_step.nod_diff is not COMPLETE in {', '.join(undone)}; "
+            "run nod_diff first (trace_fit needs the _nod products)"
+        )
+    return None
+
+
+def usable_members(group):
+    """Split a source group into differenced slits and (slit, reason) for the rest."""
+    members, skipped = [], []
+    for ref in group.members:
+        status = ref.slit.instance.get("nod_diff_status")
+        if status != "COMPLETE":
+            skipped.append((ref, f"{ref.label}: nod_diff_status is {status!r}, not a difference"))
+        else:
+            members.append(ref)
+    return members, skipped
+
+
+def group_families(groups):
+    """Group sources seen by several dispersers (or detectors) into families.
+
+    A family shares program, instrument and a real ``source_id``; the groups of
+    a family are fitted together so that the best one can force its profile on
+    the others.
+
+    Parameters
+    ----------
+    groups : list of SourceGroup
+
+    Returns
+    -------
+    list of list of SourceGroup
+    """
+    families = {}
+    for index, group in enumerate(groups):
+        program, source = group.key[0], group.key[6]
+        instrument = group.key[4].split("-")[0]
+        real_id = isinstance(source, int | np.integer) and source > 0
+        key = (program, instrument, source) if real_id else ("group", index)
+        families.setdefault(key, []).append(group)
+    return list(families.values())
+
+
+def trace_inputs(members):
+    """Read one source's differenced slits for the trace fit.
+
+    Parameters
+    ----------
+    members : list of SlitRef
+        The differenced slits of one source (see `usable_members`).
+
+    Returns
+    -------
+    TraceInputs
+
+    Raises
+    ------
+    ValueError
+        Naming the file, slit and field, if a slit lacks what the fit needs.
+    """
+    if not members:
+        raise ValueError("no differenced slit")
+    for ref in members:
+        problem = check_member(ref)
+        if problem:
+            raise ValueError(problem)
+    stack = stack_source(members)
+    if stack.trace_rows is None:
+        raise ValueError(f"{members[0].label}: no predicted trace from the WCS")
+    positions = np.array([_nod_position(ref) for ref in members])
+    own = sum(stack.variances.values()) - sum(
+        _place_like(stack, [_extension_array(r, REF_VARIANCE_ATTRS[c]) for r in members])
+        for c in VARIANCE_COMPONENTS
+    )
+    valid = (
+        np.isfinite(stack.data)
+        & ((stack.dq & DQ["DO_NOT_USE"]) == 0)
+        & np.isfinite(own)
+        & (own > 0)
+    )
+    along = np.full(stack.data.shape, np.nan)
+    scales = np.empty(len(members))
+    for k, ref in enumerate(members):
+        row0, col0, n_rows, n_cols = stack.windows[k]
+        trace = stack.trace_rows[k, col0 : col0 + n_cols] - row0
+        along[k, row0 : row0 + n_rows, col0 : col0 + n_cols] = _along_slit(ref, stack, trace)
+        scales[k] = _pixel_scale(ref, stack.transposed, trace)
+    instrument = (members[0].model.meta.instrument.name or "").upper()
+    fwhm = psf_fwhm_arcsec(instrument, stack.wavelengths)
+    sigma_psf = fwhm / _FWHM_PER_SIGMA / scales[:, None]
+    return TraceInputs(stack, positions, own, valid, along, scales, sigma_psf, instrument)
+
+
+def _nod_position(ref):
+    position = ref.slit.instance.get("nod_position")
+    if position is None:
+        raise ValueError(f"{ref.label}: no 'nod_position'; not a nod_diff product")
+    return int(position)
+
+
+def _extension_array(ref, name):
+    values = ref.slit.instance.get(name)
+    if values is None or np.shape(values) != ref.slit.data.shape:
+        raise ValueError(f"{ref.label}: {name!r} is missing or has the wrong shape")
+    return np.asarray(values, dtype=float)
+
+
+def _place_like(stack, arrays):
+    """Place per-member cutout arrays on the stack's grid."""
+    grid = np.full(stack.data.shape, np.nan)
+    for k, arr in enumerate(arrays):
+        row0, col0, n_rows, n_cols = stack.windows[k]
+        grid[k, row0 : row0 + n_rows, col0 : col0 + n_cols] = arr.T if stack.transposed else arr
+    return grid
+
+
+def _along_slit(ref, stack, trace):
+    """Pixels along the slit from the predicted source position, kernel orientation.
+
+    NIRSpec: ``detector -> slit_frame`` y of every pixel minus ``source_ypos``,
+    divided by the slit-frame length of one pixel in that column.  MIRI LRS has
+    no slit frame: pixel coordinates across the dispersion direction minus the
+    predicted trace.
+    """
+    wcs = ref.slit.meta.wcs
+    shape = ref.slit.data.shape
+    if "slit_frame" not in wcs.available_frames:
+        n_rows = shape[1] if stack.transposed else shape[0]
+        return np.arange(n_rows, dtype=float)[:, None] - trace[None, :]
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    y_slit = np.asarray(wcs.get_transform("detector", "slit_frame")(xx, yy)[1], dtype=float)
+    if stack.transposed:
+        y_slit = y_slit.T
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # columns off the slit
+        per_pixel = np.nanmedian(np.gradient(y_slit, axis=0), axis=0)
+    ypos = getattr(ref.slit, "source_ypos", None) or 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (y_slit - ypos) / per_pixel[None, :]
+
+
+def _pixel_scale(ref, vertical, trace):
+    """Arcsec on the sky between neighbouring pixels along the slit, at the source."""
+    n_disp = trace.size
+    cols = np.unique(np.linspace(0.2, 0.8, 15) * (n_disp - 1)).astype(int)
+    cols = cols[np.isfinite(trace[cols])]
+    along = trace[cols]
+    if vertical:
+        lo, hi = (along - 0.5, cols), (along + 0.5, cols)
+    else:
+        lo, hi = (cols, along - 0.5), (cols, along + 0.5)
+    wcs = ref.slit.meta.wcs
+    ra0, dec0 = np.asarray(wcs(*lo)[0], float), np.asarray(wcs(*lo)[1], float)
+    ra1, dec1 = np.asarray(wcs(*hi)[0], float), np.asarray(wcs(*hi)[1], float)
+    separation = np.hypot((ra1 - ra0) * np.cos(np.deg2rad(dec0)), dec1 - dec0) * 3600.0
+    separation = separation[np.isfinite(separation) & (separation > 0)]
+    if separation.size == 0:
+        raise ValueError(f"{ref.label}: the WCS gives no sky position along the slit")
+    return float(np.median(separation))
+
+
+def fit_record(solution, pixel_scale, forced_from=""):
+    """The fit parameters of one source as a plain dict, for the ``trace_fit`` entry.
+
+    Offsets are Legendre coefficients in pixels along the slit of the wavelength
+    scaled to −1 … 1 over ``wave_range_um``; they add to the position the WCS
+    predicts from ``source_ypos`` (MIRI LRS: the target's RA/Dec).  Errors are
+    1σ; NaN where a quantity was not fitted.
+
+    Parameters
+    ----------
+    solution : TraceSolution
+    pixel_scale : float
+        Arcsec per pixel along the slit.
+    forced_from : str, optional
+        Source group whose profile was forced.
+
+    Returns
+    -------
+    dict
+    """
+    sigma = solution.source_sigma
+    s2_err = solution.source_sigma2_err
+    sigma_err = s2_err / (2.0 * sigma) if sigma > 0 else np.sqrt(abs(s2_err))
+    return {
+        "status": solution.status,
+        "message": solution.message,
+        "snr": float(solution.snr),
+        "snr_column": float(solution.snr_column),
+        "degree": int(solution.degree),
+        "width_free": bool(solution.width_free),
+        "offset_coeffs_pix": [float(c) for c in solution.coeffs],
+        "offset_coeffs_err_pix": [float(c) for c in solution.coeffs_err],
+        "wave_range_um": [float(w) for w in solution.wave_range],
+        "source_sigma2_pix2": float(solution.source_sigma2),
+        "source_sigma2_err_pix2": float(s2_err),
+        "source_sigma_pix": sigma,
+        "source_sigma_err_pix": float(sigma_err),
+        "source_sigma_arcsec": sigma * float(pixel_scale),
+        "pixel_scale_arcsec": float(pixel_scale),
+        "chi2": float(solution.chi2),
+        "dof": int(solution.dof),
+        "n_clipped": int(solution.clipped.sum()),
+        "forced_from": forced_from,
+    }
+
+
+def write_trace_fit(inputs, solution, *, forced_from=""):
+    """Write the trace model, fitted centre and width, and parameters on each slit.
+
+    Parameters
+    ----------
+    inputs : TraceInputs
+        What the fit was given.
+    solution : TraceSolution
+        The fit.
+    forced_from : str, optional
+        Label of the source group whose profile was forced on this one.
+    """
+    stack = inputs.stack
+    for k, ref in enumerate(stack.members):
+        slit = ref.slit
+        write_array(slit, "trace_model", to_cutout(stack, solution.model, k))
+        row0, col0, n_rows, n_cols = stack.windows[k]
+        window = (slice(row0, row0 + n_rows), slice(col0, col0 + n_cols))
+        centre = solution.centre[k, window[1]]
+        slit.instance["trace_fit_centre"] = _row_of(inputs.along[k][window], centre)
+        slit.instance["trace_fit_sigma"] = solution.sigma[k, window[1]].astype(np.float32)
+        slit.instance[TRACE_FIT_KEY] = fit_record(solution, inputs.pixel_scale[k], forced_from)
+
+
+def _row_of(along, value):
+    """Cutout row (kernel orientation) where ``along`` equals ``value``, per column."""
+    rows = np.arange(along.shape[0], dtype=float)
+    out = np.full(along.shape[1], np.nan, dtype=np.float32)
+    for x in np.flatnonzero(np.isfinite(value)):
+        ok = np.isfinite(along[:, x])
+        if ok.sum() >= 2:
+            out[x] = np.interp(value[x], along[ok, x], rows[ok], left=np.nan, right=np.nan)
+    return out
+
+
+def set_trace_skipped(ref, reason):
+    """Record on a slit that it has no trace fit, and why."""
+    ref.slit.instance[TRACE_FIT_KEY] = {"status": "SKIPPED", "message": reason}
+
+
+def trace_fit_status(model):
+    """``COMPLETE`` if at least one slit of the exposure has a fitted profile."""
+    for slit in slits_of(model):
+        record = slit.instance.get(TRACE_FIT_KEY) or {}
+        if record.get("status") in _FITTED:
+            return "COMPLETE"
+    return "SKIPPED"

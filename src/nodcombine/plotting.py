@@ -1,0 +1,84 @@
+"""Diagnostic figures (matplotlib is imported only when a figure is made)."""
+
+import numpy as np
+
+__all__ = ["save_trace_fit_figure"]
+
+_BIN = 0.25  # pixels per bin of the collapsed profile
+
+
+def save_trace_fit_figure(data, variance, along, solution, path, title=""):
+    """Nod differences with the fitted trace, and the collapsed profile with residuals.
+
+    One row per exposure: left, the difference on the common grid with the
+    fitted centre of its own (positive) image; right, the profile in bins of the
+    along-slit coordinate, each column weighted by its fitted flux
+    (``Σ D A w / Σ A² w``), against the model (positive and negative images).
+
+    Parameters
+    ----------
+    data : numpy.ndarray, shape (n_exp, ny, nx)
+        Nod differences (kernel orientation).
+    variance : numpy.ndarray, shape (n_exp, ny, nx)
+        Their variances (weights of the collapsed profile).
+    along : numpy.ndarray, shape (n_exp, ny, nx)
+        Along-slit coordinate of each pixel from the predicted source position.
+    solution : TraceSolution
+        The fit.
+    path : str or pathlib.Path
+        PNG to write.
+    title : str, optional
+        Figure title.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_exp = data.shape[0]
+    fig, axes = plt.subplots(
+        n_exp, 2, figsize=(11, 2.2 * n_exp), squeeze=False, width_ratios=(3, 1)
+    )
+    for e in range(n_exp):
+        _image_panel(axes[e, 0], data[e], along[e], solution.centre[e], e)
+        _profile_panel(axes[e, 1], data[e], variance[e], along[e], solution, e)
+    fig.suptitle(f"{title}  {solution.status}: {solution.message}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _image_panel(ax, diff, along, centre, e):
+    finite = diff[np.isfinite(diff)]
+    limit = np.percentile(np.abs(finite), 99) if finite.size else 1.0
+    ax.imshow(diff, origin="lower", aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit)
+    rows = np.arange(diff.shape[0])
+    centre_rows = np.full(centre.size, np.nan)
+    for x in np.flatnonzero(np.isfinite(centre)):
+        ok = np.isfinite(along[:, x])
+        if ok.sum() >= 2:
+            centre_rows[x] = np.interp(centre[x], along[ok, x], rows[ok])
+    ax.plot(centre_rows, color="k", lw=0.8)
+    ax.set_ylabel(f"exp {e}: row")
+
+
+def _profile_panel(ax, diff, variance, along, solution, e):
+    """Profile estimate per along-slit bin: Σ D A w / Σ A² w over the columns."""
+    amplitude = np.nan_to_num(solution.amplitudes[e])[None, :]
+    weight = np.where(np.isfinite(variance) & (variance > 0), 1.0 / variance, 0.0)
+    good = np.isfinite(diff) & np.isfinite(along) & np.isfinite(solution.model[e]) & (weight > 0)
+    if not good.any() or not np.any(amplitude):
+        ax.text(0.5, 0.5, "no data", ha="center", transform=ax.transAxes)
+        return
+    bins = np.round(along[good] / _BIN).astype(int)
+    a, w = np.broadcast_to(amplitude, diff.shape)[good], weight[good]
+    norm = np.bincount(bins - bins.min(), a * a * w)
+    keep = norm > 0
+    centres = (np.arange(norm.size) + bins.min())[keep] * _BIN
+    data = np.bincount(bins - bins.min(), diff[good] * a * w)[keep] / norm[keep]
+    model = np.bincount(bins - bins.min(), solution.model[e][good] * a * w)[keep] / norm[keep]
+    ax.plot(centres, data, ".", ms=3, label="data")
+    ax.plot(centres, model, "-", lw=1, label="model")
+    ax.plot(centres, data - model, "-", lw=0.6, label="residual")
+    ax.set_xlabel("pixels from predicted position")
+    ax.legend(fontsize=6)
