@@ -396,6 +396,8 @@ def simulate_nodded_visit(
     source_peak=1.0,
     source_offset_arcsec=0.0,
     source_sigma_arcsec=0.0,
+    position_error_arcsec=0.0,
+    trace_wobble_pix=(),
     emission_lines=True,
     sky_scale=1.0,
     noise=True,
@@ -429,6 +431,16 @@ def simulate_nodded_visit(
     source_sigma_arcsec : float or sequence of float
         Intrinsic Gaussian sigma of the source along the slit, arcsec (0 for a
         point source), per slit.
+    position_error_arcsec : float or sequence of float
+        True minus planned source position along the slit, arcsec, per slit:
+        the source sits at ``source_offset_arcsec + position_error_arcsec``
+        while ``source_ypos`` (and so the WCS-predicted trace) says
+        ``source_offset_arcsec``, as an astrometric or MSA-placement error does.
+    trace_wobble_pix : sequence of float
+        Legendre coefficients (degree 0, 1, ...) of a further deviation of the
+        true trace from the predicted one, in pixels along the slit (towards
+        increasing cutout row, or column for MIRI LRS), of the wavelength scaled
+        to −1 … 1 over the mode's range; the same in every slit and exposure.
     emission_lines : bool
         Add three emission lines to the continuum.
     sky_scale : float
@@ -471,6 +483,7 @@ def simulate_nodded_visit(
     peaks = _as_per_slit(source_peak, n_slits, "source_peak")
     intra = _as_per_slit(source_offset_arcsec, n_slits, "source_offset_arcsec")
     widths = _as_per_slit(source_sigma_arcsec, n_slits, "source_sigma_arcsec")
+    errors = _as_per_slit(position_error_arcsec, n_slits, "position_error_arcsec")
 
     per_slit = []
     for k in range(n_slits):
@@ -478,6 +491,8 @@ def simulate_nodded_visit(
             "peak": peaks[k],
             "intra": intra[k],
             "width": widths[k],
+            "error": errors[k],
+            "wobble": tuple(trace_wobble_pix),
             "lines": emission_lines,
             "sky_scale": sky_scale,
             "noise": noise,
@@ -546,8 +561,11 @@ def _simulate_slit(mode, k, offsets, opt, rng):
         "sigma_pix": sigma_pix,
     }
     entries = []
+    scaled = 2.0 * (wave - wave.min()) / np.ptp(wave) - 1.0
+    wobble = np.polynomial.legendre.legval(scaled, opt["wobble"]) if opt["wobble"] else 0.0
+    true_intra = opt["intra"] + opt["error"]
     for i, offset in enumerate(offsets):
-        src_row = mid_row - opt["intra"] / mode.pixel_scale + offset / mode.pixel_scale
+        src_row = mid_row - true_intra / mode.pixel_scale + offset / mode.pixel_scale + wobble
         profile = _pixel_integrated_gaussian(rows, src_row[None, :], sigma_pix[None, :])
         source = amplitude * spectrum[None, :] * profile
         scene = np.where(light, sky + source, 0.0)

@@ -27,13 +27,14 @@ S/N                          model
 ==========================  =======================================
 < ``min_snr`` (10)           fallback: predicted centre, PSF width
 ≥ ``min_snr``                constant offset, PSF width
-≥ ``width_snr`` (30)         constant offset, free source width
-≥ ``degree_snr[k-1]``        offset polynomial of degree k (100, 300)
+≥ ``width_snr`` (20)         constant offset, free source width
+≥ ``degree_snr[k-1]``        offset polynomial of degree k (40, 80)
 ==========================  =======================================
 
 The fit minimises a Huber loss of the whitened residuals with Gaussian priors on
 the offset coefficients and bounds on every parameter, then rejects outlying
-pixels and refits.  A fit that ends on a bound is retried with fewer parameters.
+pixels and refits.  A fit that ends on a bound is retried with the nominal
+width, then with lower degrees.
 """
 
 import logging
@@ -86,8 +87,8 @@ class TraceFitSettings:
     """
 
     min_snr: float = 10.0
-    width_snr: float = 30.0
-    degree_snr: tuple = (100.0, 300.0)
+    width_snr: float = 20.0
+    degree_snr: tuple = (40.0, 80.0)
     max_offset: float = 3.0
     centre_prior: float = 1.5
     shape_prior: float = 0.5
@@ -121,12 +122,18 @@ class ForcedProfile:
         Intrinsic width squared, pixels².
     label : str
         Where the profile comes from, for the log.
+    coeffs_err : numpy.ndarray, optional
+        Errors of ``coeffs``, carried into the solution.
+    source_sigma2_err : float, optional
+        Error of ``source_sigma2``.
     """
 
     coeffs: np.ndarray
     wave_range: tuple
     source_sigma2: float
     label: str = ""
+    coeffs_err: np.ndarray | None = None
+    source_sigma2_err: float = np.nan
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,6 +362,8 @@ def transfer_profile(solution, *, scale_ratio, label=""):
         wave_range=solution.wave_range,
         source_sigma2=float(solution.source_sigma2) * scale_ratio**2,
         label=label,
+        coeffs_err=np.asarray(solution.coeffs_err, dtype=float) * scale_ratio,
+        source_sigma2_err=float(solution.source_sigma2_err) * scale_ratio**2,
     )
 
 
@@ -434,13 +443,14 @@ def _snr(evaluation, cdata):
 
 
 def _candidate_models(snr, settings):
-    """Models to try, richest first, as the S/N allows."""
+    """Models to try, richest first, as the S/N allows.
+
+    A width that runs to a bound usually compensates for something else, so the
+    first retry keeps the trace shape and fixes the width; lower degrees follow.
+    """
     degree = int(np.sum(snr >= np.asarray(settings.degree_snr)))
-    width_free = snr >= settings.width_snr
-    models = [_Model(d, width_free) for d in range(degree, -1, -1)]
-    if width_free:
-        models.append(_Model(0, False))
-    return models
+    models = [_Model(degree, True)] if snr >= settings.width_snr else []
+    return models + [_Model(d, False) for d in range(degree, -1, -1)]
 
 
 def _fit_model(geom, cdata, model, start_offset, settings):
@@ -589,8 +599,8 @@ def _forced_solution(geom, cdata, forced):
     model = _Model(coeffs.size - 1, False, s2)
     none = np.zeros(cdata.active.shape, dtype=bool)
     message = f"centre and width forced from {forced.label or 'another fit'}"
-    nan = np.full(coeffs.size, np.nan)
-    outcome = _Outcome("FORCED", message, model, coeffs, nan, s2, np.nan, none)
+    errors = np.full(coeffs.size, np.nan) if forced.coeffs_err is None else forced.coeffs_err
+    outcome = _Outcome("FORCED", message, model, coeffs, errors, s2, forced.source_sigma2_err, none)
     probe = evaluate_profile(cdata, _images(geom, centre, geom.sigma_psf**2 + s2)[0])
     snr, snr_column = _snr(probe, cdata)
     return _fixed_profile(geom, cdata, centre, s2, outcome, snr, snr_column)

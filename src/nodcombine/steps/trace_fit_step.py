@@ -31,8 +31,8 @@ class TraceFitStep(NodcombineStep):
     spec = """
     output_use_model = boolean(default=True)  # name each _trace product after its input exposure
     min_snr = float(default=10.0, min=0)  # source S/N below which the predicted position and nominal PSF width are kept
-    width_snr = float(default=30.0, min=0)  # S/N from which the intrinsic source width is fitted
-    degree_snr = float_list(default=list(100.0, 300.0))  # S/N from which each further degree of the trace-offset polynomial is fitted
+    width_snr = float(default=20.0, min=0)  # S/N from which the intrinsic source width is fitted
+    degree_snr = float_list(default=list(40.0, 80.0))  # S/N from which each further degree of the trace-offset polynomial is fitted
     max_offset = float(default=3.0, min=0)  # pixels: bound on each offset coefficient (also at most 0.45 of the nod throw)
     centre_prior = float(default=1.5, min=0)  # pixels: Gaussian prior width of the constant offset from the WCS-predicted position
     shape_prior = float(default=0.5, min=0)  # pixels: Gaussian prior width of the higher offset terms

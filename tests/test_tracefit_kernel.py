@@ -1,0 +1,181 @@
+"""The trace-fit kernel on numpy inputs: exactness, the likelihood, calibrated errors."""
+
+import numpy as np
+import pytest
+
+from helpers import synthetic_trace
+from nodcombine.noddiff import nod_difference
+from nodcombine.profile import pixel_integrated_gaussian, sky_free_exposures
+from nodcombine.tracefit import TraceFitSettings, fit_trace, transfer_profile
+
+
+def test_pixel_integrated_gaussian_sums_to_one_and_derivatives_match():
+    along = np.arange(-30, 31, dtype=float)
+    profile, d_centre, d_sigma = pixel_integrated_gaussian(along, 0.37, 1.3)
+    assert profile.sum() == pytest.approx(1.0, abs=1e-12)
+    step = 1e-6
+    numeric_c = (
+        pixel_integrated_gaussian(along, 0.37 + step, 1.3)[0]
+        - pixel_integrated_gaussian(along, 0.37 - step, 1.3)[0]
+    ) / (2 * step)
+    numeric_s = (
+        pixel_integrated_gaussian(along, 0.37, 1.3 + step)[0]
+        - pixel_integrated_gaussian(along, 0.37, 1.3 - step)[0]
+    ) / (2 * step)
+    np.testing.assert_allclose(d_centre, numeric_c, atol=1e-8)
+    np.testing.assert_allclose(d_sigma, numeric_s, atol=1e-8)
+
+
+@pytest.mark.parametrize("n_points, repeats", [(2, 1), (3, 1), (3, 2)])
+def test_sky_free_exposures_are_exposures_minus_one_constant(n_points, repeats):
+    inputs, truth = synthetic_trace(n_points=n_points, repeats=repeats, seed=4)
+    positions = inputs["positions"]
+    # a masked pixel in one exposure changes the means nod_diff used there
+    usable = np.ones(truth.exposures.shape, bool)
+    usable[0, 10, 20] = False
+    ones = np.ones_like(truth.exposures)
+    variances = {"var_poisson": ones, "var_rnoise": ones, "var_flat": ones}
+    result = nod_difference(truth.exposures, variances, positions, usable=usable)
+    contrast = sky_free_exposures(result.data, result.valid, positions)
+    common = truth.exposures - contrast  # must not depend on the exposure
+    finite = np.isfinite(common)
+    spread = np.where(finite, common, -np.inf).max(axis=0) - np.where(finite, common, np.inf).min(
+        axis=0
+    )
+    assert finite.any(axis=0).sum() >= common[0].size - 1
+    assert np.max(spread[finite.any(axis=0)]) < 1e-9
+    assert np.isnan(contrast[0, 10, 20])
+
+
+def test_noiseless_curved_trace_recovered_exactly():
+    inputs, truth = synthetic_trace(noise=False, curvature=3.0)
+    solution = fit_trace(**inputs)
+    assert solution.status == "FIT"
+    assert solution.degree == 2 and solution.width_free
+    np.testing.assert_allclose(solution.coeffs, truth.coeffs, atol=2e-5)
+    assert solution.source_sigma2 == pytest.approx(truth.source_sigma2, abs=2e-5)
+    np.testing.assert_allclose(solution.amplitudes, np.tile(truth.flux, (3, 1)), rtol=1e-5)
+    # the model of the differences is the differences
+    valid = inputs["valid"]
+    np.testing.assert_allclose(solution.model[valid], inputs["data"][valid], atol=1e-3)
+    assert solution.chi2 < 1e-4
+
+
+def test_straight_and_curved_traces_give_the_same_width():
+    straight = fit_trace(**synthetic_trace(curvature=0.0, noise=False)[0])
+    curved = fit_trace(**synthetic_trace(curvature=4.0, noise=False)[0])
+    assert curved.source_sigma2 == pytest.approx(straight.source_sigma2, abs=1e-5)
+    np.testing.assert_allclose(curved.coeffs, straight.coeffs, atol=1e-5)
+    # with noise: the same width within the errors, the curve costs no precision
+    widths = {}
+    for curvature in (0.0, 4.0):
+        fits = [fit_trace(**synthetic_trace(curvature=curvature, seed=s)[0]) for s in range(8)]
+        widths[curvature] = [f.source_sigma2 for f in fits], fits[0].source_sigma2_err
+    (w_straight, e_straight), (w_curved, e_curved) = widths.values()
+    assert np.mean(w_curved) == pytest.approx(np.mean(w_straight), abs=3 * e_straight / 2)
+    assert e_curved == pytest.approx(e_straight, rel=0.1)
+
+
+def test_fit_is_deterministic():
+    inputs = synthetic_trace(seed=11)[0]
+    first, second = fit_trace(**inputs), fit_trace(**inputs)
+    np.testing.assert_array_equal(first.coeffs, second.coeffs)
+    assert first.source_sigma2 == second.source_sigma2
+    np.testing.assert_array_equal(first.model, second.model)
+
+
+@pytest.mark.parametrize("n_points", [2, 3])
+def test_errors_are_calibrated_not_double_counted(n_points):
+    # A-B and B-A are the same pixels: fitting them as independent data would
+    # shrink the errors by sqrt(2) and give pulls of std 1.41 (2-point).
+    settings = TraceFitSettings(degree_snr=(1e9, 1e10))
+    pulls, chi2 = [], []
+    for seed in range(40):
+        inputs, truth = synthetic_trace(
+            n_points=n_points, coeffs=(0.3,), flux=30.0, shape=(25, 80), seed=seed
+        )
+        solution = fit_trace(**inputs, settings=settings)
+        assert solution.degree == 0 and solution.width_free
+        pulls.append(
+            [
+                (solution.coeffs[0] - 0.3) / solution.coeffs_err[0],
+                (solution.source_sigma2 - truth.source_sigma2) / solution.source_sigma2_err,
+            ]
+        )
+        chi2.append(solution.chi2 / solution.dof)
+    pulls = np.array(pulls)
+    assert np.all(np.abs(pulls.mean(axis=0)) < 0.5)
+    assert np.all(np.abs(pulls.std(axis=0) - 1.0) < 0.25)
+    assert np.mean(chi2) == pytest.approx(1.0, abs=0.02)
+
+
+def test_empty_slit_falls_back_to_prediction():
+    inputs, _ = synthetic_trace(flux=0.0, seed=2)
+    solution = fit_trace(**inputs)
+    assert solution.status == "FALLBACK"
+    assert "min_snr" in solution.message
+    assert np.all(solution.centre == 0.0)
+    np.testing.assert_allclose(solution.sigma, inputs["sigma_psf"])
+    assert np.all(np.isfinite(solution.model[inputs["valid"]]))
+
+
+def test_faint_source_uses_a_simpler_model():
+    bright = fit_trace(**synthetic_trace(flux=60.0, seed=3)[0])
+    faint = fit_trace(**synthetic_trace(flux=2.0, seed=3)[0])
+    assert bright.degree == 2 and bright.width_free
+    assert faint.status == "FIT" and faint.degree == 0 and not faint.width_free
+    assert abs(faint.coeffs[0] - 0.3) < 5 * faint.coeffs_err[0]
+
+
+def test_unflagged_cosmic_ray_is_rejected():
+    inputs = synthetic_trace(seed=5, flux=40.0)[0]
+    clean = fit_trace(**inputs)
+    data = inputs["data"].copy()
+    data[1, 12:14, 40:43] += 400.0  # on the source, missed by nod_diff
+    hit = fit_trace(**{**inputs, "data": data})
+    assert hit.clipped[1, 12:14, 40:43].all()
+    np.testing.assert_allclose(hit.coeffs, clean.coeffs, atol=0.5 * clean.coeffs_err.max())
+
+
+def test_forced_profile_is_used_unchanged():
+    source = fit_trace(**synthetic_trace(seed=6)[0])
+    forced = transfer_profile(source, scale_ratio=1.0, label="bright one")
+    target_inputs, _ = synthetic_trace(seed=8, flux=3.0)
+    target = fit_trace(**target_inputs, forced=forced)
+    assert target.status == "FORCED" and "bright one" in target.message
+    np.testing.assert_allclose(target.coeffs, source.coeffs)
+    assert target.source_sigma2 == source.source_sigma2
+
+
+def test_transfer_profile_keeps_the_sky_position():
+    source = fit_trace(**synthetic_trace(seed=6)[0])
+    forced = transfer_profile(source, scale_ratio=2.0)
+    np.testing.assert_allclose(forced.coeffs, 2.0 * source.coeffs)
+    assert forced.source_sigma2 == pytest.approx(4.0 * source.source_sigma2)
+
+
+@pytest.mark.parametrize(
+    "name, value, match",
+    [
+        ("variance", np.ones((3, 25, 10)), "variance must have shape"),
+        ("wavelength", np.ones((3, 5)), "wavelength must have shape"),
+        ("positions", np.zeros(3, int), "at least two positions"),
+    ],
+)
+def test_bad_inputs_name_the_parameter(name, value, match):
+    inputs = synthetic_trace()[0]
+    with pytest.raises(ValueError, match=match):
+        fit_trace(**{**inputs, name: value})
+
+
+def test_settings_are_validated():
+    with pytest.raises(ValueError, match="max_offset"):
+        TraceFitSettings(max_offset=0.0)
+    with pytest.raises(ValueError, match="degree_snr"):
+        TraceFitSettings(degree_snr=(80.0, 40.0))
+
+
+def test_all_masked_source_is_an_error():
+    inputs = synthetic_trace()[0]
+    with pytest.raises(ValueError, match="no pixel"):
+        fit_trace(**{**inputs, "valid": np.zeros_like(inputs["valid"])})
