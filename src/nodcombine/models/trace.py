@@ -109,7 +109,7 @@ def nod_diff_problem(container):
     undone = [
         model.meta.filename or f"exposure {i}"
         for i, model in enumerate(models)
-        if model.meta.cal_step.nod_diff != "COMPLETE"
+        if getattr(model.meta.cal_step, "nod_diff", None) != "COMPLETE"
     ]
     if len(undone) == len(models):
         return (

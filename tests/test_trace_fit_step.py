@@ -1,0 +1,218 @@
+"""TraceFitStep end to end on simulated visits: accuracy, forcing, products, bad input."""
+
+import logging
+
+import numpy as np
+import pytest
+from stdatamodels.jwst import datamodels
+
+from helpers import fit_simulated_trace
+from nodcombine import NodDiffStep, TraceFitStep
+from nodcombine.simulate import simulate_nodded_visit, write_association
+
+SHUTTER = 0.46 * 1.15  # arcsec: MOS shutter pitch along the slit
+WOBBLE = (0.0, 0.2, -0.1)  # pixels: the true trace departs from the WCS prediction
+
+
+def _centre_error(slit, truth):
+    """Largest |fitted - true| source position over the dispersion pixels, pixels."""
+    return np.nanmax(np.abs(slit.instance["trace_fit_centre"] - truth.trace_row))
+
+
+def _record(slit):
+    return slit.instance["trace_fit"]
+
+
+def _width_ratio(slit, truth):
+    return np.nanmedian(slit.instance["trace_fit_sigma"] / truth.sigma_pix)
+
+
+@pytest.mark.parametrize(
+    "mode, n_points, peak, intra",
+    [
+        ("nrs_msa_prism", 3, 1.0, 0.3 * SHUTTER),
+        ("nrs_msa_prism", 2, 1.3, 0.0),
+        ("nrs_msa_g395m", 2, 8.0, -0.3 * SHUTTER),
+    ],
+)
+def test_bright_point_source_centre_and_width(mode, n_points, peak, intra):
+    fits = fit_simulated_trace(
+        mode,
+        n_points,
+        source_peak=peak,
+        source_offset_arcsec=intra,
+        position_error_arcsec=0.03,
+        trace_wobble_pix=WOBBLE,
+        seed=21,
+    )
+    for record, slit, truth in fits:
+        assert record["status"] == "FIT"
+        assert record["snr_column"] >= 20
+        assert _centre_error(slit, truth) < 0.05
+        assert _width_ratio(slit, truth) == pytest.approx(1.0, abs=0.03)
+
+
+@pytest.mark.parametrize("mode", ["nrs_fs_prism", "nrs_msa_prism"])
+def test_extended_source_width(mode):
+    sigma_pix = 2.5
+    fits = fit_simulated_trace(
+        mode, 3, source_peak=0.6, source_sigma_arcsec=sigma_pix * 0.1045, seed=22
+    )
+    for record, slit, truth in fits:
+        assert record["width_free"]
+        assert record["source_sigma_pix"] == pytest.approx(sigma_pix, rel=0.05)
+        assert _width_ratio(slit, truth) == pytest.approx(1.0, abs=0.05)
+
+
+def test_miri_lrs_point_source():
+    fits = fit_simulated_trace("miri_lrs", 2, source_peak=20.0, position_error_arcsec=0.05, seed=23)
+    for record, slit, truth in fits:
+        assert record["status"] == "FIT"
+        assert _centre_error(slit, truth) < 0.05
+        assert _width_ratio(slit, truth) == pytest.approx(1.0, abs=0.03)
+
+
+@pytest.mark.parametrize("peak, snr_column", [(0.1, 3.0), (0.02, 0.8)])
+def test_faint_source_degrades_gracefully(peak, snr_column):
+    # S/N 3 per column is S/N ~80 over the spectrum: the fit holds; below, a
+    # constant offset at the nominal width; never a runaway
+    fits = fit_simulated_trace(
+        "nrs_msa_prism", 2, source_peak=peak, position_error_arcsec=0.03, seed=24
+    )
+    for record, slit, truth in fits:
+        assert record["snr_column"] == pytest.approx(snr_column, rel=0.5)
+        assert record["status"] in ("FIT", "FALLBACK")
+        assert _centre_error(slit, truth) < 0.3
+        assert np.all(np.isfinite(record["offset_coeffs_err_pix"]))
+        assert np.isfinite(slit.trace_model[np.isfinite(slit.data)]).all()
+        if snr_column < 1:
+            assert record["degree"] == 0
+
+
+def test_empty_slit_falls_back_and_says_so(caplog):
+    models, truth = simulate_nodded_visit(
+        "nrs_msa_prism", n_slits=2, n_points=3, source_peak=[0.0, 1.0], seed=25
+    )
+    with caplog.at_level(logging.WARNING, logger="nodcombine"):
+        result = TraceFitStep.call(NodDiffStep.call(models))
+    empty, bright = result[0].slits[0], result[0].slits[1]
+    assert _record(empty)["status"] == "FALLBACK"
+    assert _record(bright)["status"] == "FIT"
+    assert "predicted position and nominal width" in caplog.text
+    # the fallback is the WCS prediction, where the simulator put the (absent) source
+    assert _centre_error(empty, truth.slits[0][0]) < 0.01
+
+
+def test_forced_profile_from_prism_to_grating():
+    prism, prism_truth = simulate_nodded_visit(
+        "nrs_msa_prism", n_points=3, source_peak=0.8, position_error_arcsec=0.04, seed=1
+    )
+    grating, grating_truth = simulate_nodded_visit(
+        "nrs_msa_g395m", n_points=3, source_peak=0.3, position_error_arcsec=0.04, seed=2
+    )
+    truths = [t[0] for t in prism_truth.slits + grating_truth.slits]
+    nod = NodDiffStep.call(prism + grating)
+    forced = TraceFitStep.call(nod)
+    free = TraceFitStep.call(nod, force_profile=False)
+    prism_record = _record(forced[0].slits[0])
+    for k in range(3, 6):
+        slit, truth = forced[k].slits[0], truths[k]
+        assert _record(slit)["status"] == "FORCED"
+        assert _record(slit)["forced_from"] == "NRS2/NIRSPEC-PRISM/100/1000"
+        assert _record(slit)["offset_coeffs_pix"] == prism_record["offset_coeffs_pix"]
+        assert _centre_error(slit, truth) < 0.05
+        assert _record(free[k].slits[0])["status"] == "FIT"
+
+
+def test_products_round_trip(tmp_path):
+    models, _ = simulate_nodded_visit("nrs_msa_prism", n_points=3, source_peak=0.5, seed=26)
+    result = TraceFitStep.call(
+        NodDiffStep.call(models), output_dir=str(tmp_path), save_results=True
+    )
+    saved = sorted(tmp_path.glob("*_trace.fits"))
+    assert len(saved) == 3
+    with datamodels.open(saved[1]) as reopened:
+        slit, original = reopened.slits[0], result[1].slits[0]
+        assert reopened.meta.cal_step.trace_fit == "COMPLETE"
+        np.testing.assert_array_equal(slit.trace_model, original.trace_model)
+        assert _record(slit) == _record(original)
+        np.testing.assert_array_equal(slit.trace_fit_centre, original.trace_fit_centre)
+        assert _record(slit)["status"] == "FIT"
+    # trace_model is the model of the difference, positive and negative images
+    data, model, err = original.data, original.trace_model, original.err
+    both = np.isfinite(data) & np.isfinite(model)
+    scale = np.sum(data[both] * model[both]) / np.sum(model[both] ** 2)
+    assert scale == pytest.approx(1.0, abs=0.03)
+    # it removes the source down to the noise; the exact likelihood's chi2 is ~1
+    assert np.std((data - model)[both] / err[both]) < 1.02
+    assert np.std(data[both] / err[both]) > 1.2
+    record = _record(original)
+    assert record["chi2"] / record["dof"] == pytest.approx(1.0, abs=4 * np.sqrt(2 / record["dof"]))
+
+
+def test_diagnostic_figure(tmp_path):
+    models, _ = simulate_nodded_visit("nrs_msa_prism", n_points=2, source_peak=0.5, seed=27)
+    TraceFitStep.call(NodDiffStep.call(models), save_diagnostics=True, output_dir=str(tmp_path))
+    (png,) = tmp_path.glob("*_trace_fit.png")
+    assert png.stat().st_size > 10_000
+
+
+def test_input_without_nod_diff_is_skipped(caplog):
+    models, _ = simulate_nodded_visit("nrs_msa_prism", n_points=2, seed=28)
+    with caplog.at_level(logging.WARNING, logger="nodcombine"):
+        result = TraceFitStep.call(models)
+    assert [m.meta.cal_step.trace_fit for m in result] == ["SKIPPED"] * 2
+    assert "run nod_diff first" in caplog.text
+
+
+def test_single_exposure_is_skipped(caplog, tmp_path):
+    models, _ = simulate_nodded_visit("nrs_msa_prism", n_points=2, seed=29)
+    nod = NodDiffStep.call(models)
+    with caplog.at_level(logging.WARNING, logger="nodcombine"):
+        result = TraceFitStep.call(nod[0])
+    assert result.meta.cal_step.trace_fit == "SKIPPED"
+    assert "single exposure" in caplog.text
+
+
+def test_bad_sources_do_not_stop_the_others(caplog):
+    models, _ = simulate_nodded_visit(
+        "nrs_msa_prism", n_slits=3, n_points=3, source_peak=0.5, seed=30
+    )
+    nod = NodDiffStep.call(models)
+    for model in nod:
+        model.slits[0].dq[...] |= 1  # slit 0: every pixel DO_NOT_USE
+    nod[1].slits[1].meta.wcs = None  # slit 1: one exposure lost its WCS
+    with caplog.at_level(logging.WARNING, logger="nodcombine"):
+        result = TraceFitStep.call(nod)
+    assert [m.meta.cal_step.trace_fit for m in result] == ["COMPLETE"] * 3
+    for model in result:
+        assert _record(model.slits[0])["status"] == "SKIPPED"
+        assert "no pixel" in _record(model.slits[0])["message"]
+        assert _record(model.slits[1])["status"] == "SKIPPED"
+        assert _record(model.slits[2])["status"] == "FIT"
+    assert "no WCS" in caplog.text and "slit 101" in caplog.text
+
+
+def test_slits_not_differenced_are_left_out(caplog):
+    models, _ = simulate_nodded_visit("nrs_msa_prism", n_points=3, source_peak=0.5, seed=31)
+    nod = NodDiffStep.call(models)
+    nod[2].slits[0].nod_diff_status = "SKIPPED: test"
+    with caplog.at_level(logging.WARNING, logger="nodcombine"):
+        result = TraceFitStep.call(nod)
+    assert _record(result[2].slits[0])["status"] == "SKIPPED"
+    assert _record(result[0].slits[0])["status"] == "FIT"
+    assert "not a difference" in caplog.text
+
+
+def test_inputs_not_modified(tmp_path):
+    models, _ = simulate_nodded_visit("nrs_msa_prism", n_points=2, source_peak=0.5, seed=32)
+    nod = NodDiffStep.call(models, output_dir=str(tmp_path), save_results=True)
+    paths = sorted(tmp_path.glob("*_nod.fits"))
+    before = [p.read_bytes() for p in paths]
+    asn = write_association(paths, tmp_path / "nod_asn.json")
+    TraceFitStep.call(str(asn))
+    assert [p.read_bytes() for p in paths] == before
+    data = nod[0].slits[0].data.copy()
+    TraceFitStep.call(nod)
+    np.testing.assert_array_equal(nod[0].slits[0].data, data)
+    assert nod[0].slits[0].instance.get("trace_fit") is None
