@@ -12,7 +12,7 @@ import pytest
 
 import nodcombine.steps
 from nodcombine import integration
-from nodcombine.simulate import simulate_nodded_visit, write_visit
+from nodcombine.simulate import simulate_nodded_visit, write_association, write_visit
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "config").glob("*.asdf"))
@@ -85,9 +85,25 @@ def _run(args, cwd):
     return completed.stdout + completed.stderr
 
 
-def test_stpipe_list_finds_nod_steps(tmp_path):
-    output = _run([str(STPIPE), "list", "nod*"], tmp_path)
+def test_stpipe_list_finds_our_steps(tmp_path):
+    output = _run([str(STPIPE), "list", "nodcombine.*"], tmp_path)
     assert "nodcombine.steps.NodDiffStep (nod_diff)" in output
+    assert "nodcombine.steps.TraceFitStep (trace_fit)" in output
+
+
+def test_config_files_are_what_the_generator_writes(tmp_path):
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import make_configs
+    finally:
+        sys.path.pop(0)
+    make_configs.main(tmp_path)
+    written = sorted(p.name for p in tmp_path.glob("*.asdf"))
+    assert written == [p.name for p in CONFIGS]
+    for path in CONFIGS:
+        with asdf.open(path) as committed, asdf.open(tmp_path / path.name) as fresh:
+            assert committed.tree["class"] == fresh.tree["class"]
+            assert dict(committed.tree["parameters"]) == dict(fresh.tree["parameters"])
 
 
 def test_strun_by_alias_with_parameter(small_visit, tmp_path):
@@ -131,3 +147,16 @@ def test_every_module_has_all():
             if isinstance(t, ast.Name)
         }
         assert "__all__" in names, path
+
+
+def test_strun_trace_fit_on_nod_products(small_visit, tmp_path):
+    _run([str(STRUN), "nod_diff", str(small_visit), f"--output_dir={tmp_path}"], tmp_path)
+    nod_asn = write_association(sorted(tmp_path.glob("*_nod.fits")), tmp_path / "nod_asn.json")
+    config = REPO / "config" / "trace_fit_nrs_msaspec.asdf"
+    output = _run(
+        [str(STRUN), str(config), str(nod_asn), "--min_snr=12", f"--output_dir={tmp_path}"],
+        tmp_path,
+    )
+    assert "min_snr: 12.0" in output
+    assert "trace_fit: 2 of 2 sources fitted" in output
+    assert len(list(tmp_path.glob("*_trace.fits"))) == 2

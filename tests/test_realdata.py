@@ -1,10 +1,11 @@
-"""NodDiffStep on the real CEERS 933 triplet (NIRSpec MOS PRISM, 3-shutter nod)."""
+"""NodDiffStep and TraceFitStep on the real CEERS 933 triplet (NIRSpec MOS PRISM, 3-shutter nod)."""
 
 import numpy as np
 import pytest
+from scipy.optimize import curve_fit
 from stdatamodels.jwst import datamodels
 
-from nodcombine import NodDiffStep
+from nodcombine import NodDiffStep, TraceFitStep
 from nodcombine import models as adapter
 
 pytestmark = pytest.mark.realdata
@@ -95,3 +96,61 @@ def test_products_reopen(ceers_result):
             assert model.meta.cal_step.nod_diff == "COMPLETE"
             assert np.isfinite(model.data).sum() > 4000
             assert model.meta.wcs is not None
+
+
+@pytest.fixture(scope="module")
+def ceers_trace(ceers_result):
+    result, _, _ = ceers_result
+    traced = TraceFitStep.call(result)
+    groups, _ = adapter.group_by_source(list(traced))
+    return traced, adapter.trace_inputs(groups[0].members)
+
+
+def test_trace_fit_centre_near_wcs_prediction(ceers_trace):
+    traced, inputs = ceers_trace
+    assert [m.meta.cal_step.trace_fit for m in traced] == ["COMPLETE"] * 3
+    record = traced[0].instance["trace_fit"]
+    assert record["status"] == "FIT"
+    # the galaxy sits a third of a pixel from where the MSA plan put it
+    offset, error = record["offset_coeffs_pix"][0], record["offset_coeffs_err_pix"][0]
+    assert abs(offset) < 0.6
+    assert error < 0.05
+    for k, model in enumerate(traced):
+        centre = model.instance["trace_fit_centre"]
+        row0, col0, _, n_cols = inputs.stack.windows[k]
+        predicted = inputs.stack.trace_rows[k, col0 : col0 + n_cols] - row0
+        assert np.nanmax(np.abs(centre - predicted)) < 1.0
+
+
+def test_trace_fit_width_is_a_compact_galaxy(ceers_trace):
+    traced, _ = ceers_trace
+    record = traced[0].instance["trace_fit"]
+    # wider than the PSF, smaller than a shutter: 0.02-0.2 arcsec Gaussian sigma
+    assert 0.02 < record["source_sigma_arcsec"] < 0.2
+    assert record["source_sigma_err_pix"] < 0.1
+    # the _cal errors are 15-20 % low (nod_diff note), so chi2/dof is above 1
+    assert 1.0 < record["chi2"] / record["dof"] < 2.5
+
+
+def test_trace_fit_agrees_with_a_plain_gaussian_fit(ceers_trace):
+    # An independent estimate: collapse the positive image of each exposure over
+    # the detected columns and fit a Gaussian with curve_fit.
+    traced, inputs = ceers_trace
+    record = traced[0].instance["trace_fit"]
+    cols = slice(60, 300)
+    centres = []
+    for k in range(3):
+        along = inputs.along[k, :, cols]
+        diff = inputs.stack.data[k, :, cols]
+        near = np.isfinite(diff) & (np.abs(along) < 3.0)
+        bins = np.round(along[near] * 2) / 2
+        x = np.unique(bins)
+        y = np.array([np.mean(diff[near][bins == b]) for b in x])
+        (_, centre, _, _), _ = curve_fit(
+            lambda u, a, c, s, b: a * np.exp(-0.5 * ((u - c) / s) ** 2) + b,
+            x,
+            y,
+            p0=(y.max(), 0.0, 1.0, 0.0),
+        )
+        centres.append(centre)
+    assert np.mean(centres) == pytest.approx(record["offset_coeffs_pix"][0], abs=0.1)
