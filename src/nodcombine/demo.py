@@ -75,7 +75,7 @@ def _summarise_traces(products):
         lines.append(
             f"  slit {getattr(slit, 'name', '-')}: {record['status']:8s} {record['message']}; "
             f"offset {record['offset_coeffs_pix'][0]:+.2f} px, "
-            f"source sigma {record['source_sigma_arcsec']:.3f}\""
+            f'source sigma {record["source_sigma_arcsec"]:.3f}"'
         )
     return "\n".join(lines)
 
