@@ -111,10 +111,10 @@ def test_trace_fit_centre_near_wcs_prediction(ceers_trace):
     assert [m.meta.cal_step.trace_fit for m in traced] == ["COMPLETE"] * 3
     record = traced[0].instance["trace_fit"]
     assert record["status"] == "FIT"
-    # the galaxy sits a third of a pixel from where the MSA plan put it
+    # the galaxy sits under half a pixel from where the MSA plan put it
     offset, error = record["offset_coeffs_pix"][0], record["offset_coeffs_err_pix"][0]
-    assert abs(offset) < 0.6
-    assert error < 0.05
+    assert 0.2 < offset < 0.7
+    assert error < 0.1
     for k, model in enumerate(traced):
         centre = model.instance["trace_fit_centre"]
         row0, col0, _, n_cols = inputs.stack.windows[k]
@@ -125,22 +125,25 @@ def test_trace_fit_centre_near_wcs_prediction(ceers_trace):
 def test_trace_fit_width_is_a_compact_galaxy(ceers_trace):
     traced, _ = ceers_trace
     record = traced[0].instance["trace_fit"]
-    # wider than the PSF, smaller than a shutter: 0.02-0.2 arcsec Gaussian sigma
-    assert 0.02 < record["source_sigma_arcsec"] < 0.2
-    assert record["source_sigma_err_pix"] < 0.1
-    # the _cal errors are 15-20 % low (nod_diff note), so chi2/dof is above 1
-    assert 1.0 < record["chi2"] / record["dof"] < 2.5
+    # resolved (intrinsic sigma several times its error), well under a shutter
+    assert 0.05 < record["source_sigma_arcsec"] < 0.15
+    assert record["source_sigma_pix"] > 5 * record["source_sigma_err_pix"]
+    # the _cal errors are 15-20 % low (nod_diff note): chi2/dof 1.3-1.4 from that alone
+    assert 1.3 < record["chi2"] / record["dof"] < 1.9
 
 
 def test_trace_fit_agrees_with_a_plain_gaussian_fit(ceers_trace):
-    # An independent estimate: collapse the positive image of each exposure over
-    # the detected columns and fit a Gaussian with curve_fit.
+    # An independent estimate in an independent coordinate: rows from the trace
+    # predicted by the inverse WCS (not the fit's detector -> slit_frame
+    # coordinate), the positive image of each exposure collapsed over the
+    # detected columns, a Gaussian fitted with curve_fit.
     traced, inputs = ceers_trace
     record = traced[0].instance["trace_fit"]
     cols = slice(60, 300)
+    rows = np.arange(inputs.stack.data.shape[1])[:, None]
     centres = []
     for k in range(3):
-        along = inputs.along[k, :, cols]
+        along = rows - inputs.stack.trace_rows[k, cols][None, :]
         diff = inputs.stack.data[k, :, cols]
         near = np.isfinite(diff) & (np.abs(along) < 3.0)
         bins = np.round(along[near] * 2) / 2
@@ -153,4 +156,5 @@ def test_trace_fit_agrees_with_a_plain_gaussian_fit(ceers_trace):
             p0=(y.max(), 0.0, 1.0, 0.0),
         )
         centres.append(centre)
-    assert np.mean(centres) == pytest.approx(record["offset_coeffs_pix"][0], abs=0.1)
+    # three exposures' centres scatter by 0.13 px; their mean is good to ~0.08
+    assert np.mean(centres) == pytest.approx(record["offset_coeffs_pix"][0], abs=0.15)

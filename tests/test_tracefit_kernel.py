@@ -179,3 +179,56 @@ def test_all_masked_source_is_an_error():
     inputs = synthetic_trace()[0]
     with pytest.raises(ValueError, match="no pixel"):
         fit_trace(**{**inputs, "valid": np.zeros_like(inputs["valid"])})
+
+
+def test_coverage_narrower_than_nod_diff_leaves_fluxes_unbiased():
+    # wavelengths missing for one exposure in most columns remove its pixels
+    # from the fit, not from the sky-free reconstruction
+    inputs, truth = synthetic_trace(noise=False)
+    wavelength = inputs["wavelength"].copy()
+    wavelength[2, :90] = np.nan
+    solution = fit_trace(**{**inputs, "wavelength": wavelength})
+    np.testing.assert_allclose(solution.amplitudes[:2], np.tile(truth.flux, (2, 1)), rtol=1e-4)
+    assert solution.chi2 < 1e-4
+
+
+def test_usable_mask_only_removes_entries():
+    inputs, truth = synthetic_trace(noise=False)
+    usable = np.ones(inputs["data"].shape, bool)
+    usable[1, 10:14, 30:60] = False  # flagged after nod_diff
+    solution = fit_trace(**inputs, usable=usable)
+    np.testing.assert_allclose(solution.coeffs, truth.coeffs, atol=2e-5)
+    assert solution.chi2 < 1e-4
+
+
+def test_missing_exposure_is_refused():
+    inputs, _ = synthetic_trace(n_points=3, repeats=2)
+    keep = [0, 1, 2, 3, 4]  # exposure 5 entered the references of the others
+    cut = {k: v[keep] for k, v in inputs.items() if k != "positions"}
+    with pytest.raises(ValueError, match="do not sum to zero"):
+        fit_trace(**cut, positions=inputs["positions"][keep])
+
+
+def test_moderate_hit_is_clipped_in_a_two_point_nod():
+    # whitened A-B residuals have std 0.71: the clip must be in sigma, not in them
+    inputs = synthetic_trace(n_points=2, flux=40.0, seed=9)[0]
+    data = inputs["data"].copy()
+    sigma = np.sqrt(inputs["variance"][0, 3, 70] * 2)  # error of one A-B pixel
+    data[0, 3, 70] += 6.5 * sigma  # far from the source, missed by nod_diff
+    data[1, 3, 70] -= 6.5 * sigma  # B-A is the same pixel
+    solution = fit_trace(**{**inputs, "data": data})
+    assert solution.clipped[:, 3, 70].any()
+
+
+@pytest.mark.parametrize("total_flux", [2.0, 3.0])
+def test_low_snr_errors_are_not_too_small(total_flux):
+    # S/N ~1.4 per column: per-column fluxes would make the errors 2-3x too small
+    # (the incidental-parameter problem); flux blocks keep them honest
+    pulls = []
+    for seed in range(40):
+        inputs = synthetic_trace(coeffs=(0.3,), flux=total_flux, shape=(25, 340), seed=seed)[0]
+        solution = fit_trace(**inputs, settings=TraceFitSettings(degree_snr=(1e9, 1e10)))
+        if solution.status == "FIT":
+            pulls.append((solution.coeffs[0] - 0.3) / solution.coeffs_err[0])
+    assert len(pulls) > 30
+    assert np.std(pulls) < 1.35

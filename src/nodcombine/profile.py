@@ -41,6 +41,7 @@ __all__ = [
     "ContrastData",
     "ProfileEvaluation",
     "contrast_data",
+    "difference_closure",
     "evaluate_profile",
     "pixel_integrated_gaussian",
     "sky_free_exposures",
@@ -92,6 +93,40 @@ def sky_free_exposures(data, valid, positions):
     numpy.ndarray, shape (n_exp, ny, nx)
         ``X̃_j = D_j − D̄_p(j)/n`` (module docstring); NaN where not valid.
     """
+    position_means, present = _position_means(data, valid, positions)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        contrast = data - position_means[positions] / present.sum(axis=0)
+    return np.where(valid, contrast, np.nan)
+
+
+def difference_closure(data, valid, positions):
+    """How far the position means of the differences are from summing to zero.
+
+    ``nod_diff``'s differences satisfy ``Σ_p D̄_p = 0`` at every pixel over the
+    positions with data; a missing exposure, or differences changed since,
+    break it.
+
+    Parameters
+    ----------
+    data, valid, positions
+        As in `sky_free_exposures`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (ny, nx)
+        ``|Σ_p D̄_p| / Σ_p |D̄_p|`` (the denominator floored at 1e-6 of the
+        largest difference, for pixels where everything cancels); NaN where
+        fewer than two positions have data.
+    """
+    means, present = _position_means(data, valid, positions)
+    total = np.abs(means.sum(axis=0))
+    scale = np.abs(means).sum(axis=0) + 1e-6 * np.max(np.abs(np.where(valid, data, 0.0)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((present.sum(axis=0) >= 2) & (scale > 0), total / scale, np.nan)
+
+
+def _position_means(data, valid, positions):
+    """Mean of the valid differences at each position (0 where none), and presence."""
     n_positions = positions.max() + 1
     sums = np.zeros((n_positions, *data.shape[1:]))
     counts = np.zeros_like(sums)
@@ -101,10 +136,7 @@ def sky_free_exposures(data, valid, positions):
         counts[q] = valid[positions == q].sum(axis=0)
     present = counts > 0
     with np.errstate(invalid="ignore", divide="ignore"):
-        position_means = np.where(present, sums / counts, 0.0)
-        n_present = present.sum(axis=0)
-        contrast = data - position_means[positions] / n_present
-    return np.where(valid, contrast, np.nan)
+        return np.where(present, sums / counts, 0.0), present
 
 
 @dataclass(frozen=True)
@@ -176,15 +208,18 @@ class ProfileEvaluation:
     jacobian : numpy.ndarray, shape (n_entries, n_params) or None
         Kaufman's projected derivative of the residuals.
     amplitudes : numpy.ndarray, shape (n_exp, nx)
-        Source flux of each exposure per column (the profile integrates to 1).
-    amplitude_variance : numpy.ndarray, shape (n_exp, nx)
-        Their variances (diagonal of the inverse normal matrix).
+        Source flux of each exposure per column (the profile integrates to 1);
+        columns of one flux block share it.
+    block_amplitudes, block_variance : numpy.ndarray, shape (n_exp, n_blocks)
+        The flux of each exposure per block and its variance (diagonal of the
+        inverse normal matrix).
     """
 
     residuals: np.ndarray
     jacobian: np.ndarray | None
     amplitudes: np.ndarray
-    amplitude_variance: np.ndarray
+    block_amplitudes: np.ndarray
+    block_variance: np.ndarray
 
 
 def _centred(data, values):
@@ -193,7 +228,14 @@ def _centred(data, values):
     return values - mean[None]
 
 
-def evaluate_profile(data, profile, derivatives=None):
+def _per_block(values, blocks, n_blocks):
+    """Sum per-column arrays (first axis: column) into blocks."""
+    out = np.zeros((n_blocks, *values.shape[1:]))
+    np.add.at(out, blocks, values)
+    return out
+
+
+def evaluate_profile(data, profile, derivatives=None, *, blocks=None):
     """Solve the fluxes for a profile and return the residuals (and Jacobian).
 
     Parameters
@@ -204,31 +246,39 @@ def evaluate_profile(data, profile, derivatives=None):
         Unit profile ``P_j`` of each exposure's own source image.
     derivatives : numpy.ndarray, shape (n_params, n_exp, ny, nx), optional
         ``∂P_j/∂θ_i``; the Jacobian is returned when given.
+    blocks : numpy.ndarray of int, shape (nx,), optional
+        Flux block of each column, 0 .. n_blocks − 1: the columns of a block
+        share one flux per exposure (default: every column its own).
 
     Returns
     -------
     ProfileEvaluation
     """
-    n_exp = profile.shape[0]
+    n_exp, n_cols = profile.shape[0], profile.shape[2]
+    blocks = np.arange(n_cols) if blocks is None else np.asarray(blocks)
+    n_blocks = int(blocks.max()) + 1
+    diagonal = (slice(None), np.arange(n_exp), np.arange(n_exp))
     wp = data.weight * profile
     scaled = wp * np.sqrt(data.inv_total_weight)[None]
     normal = -np.einsum("jrc,krc->cjk", scaled, scaled)
-    normal[:, np.arange(n_exp), np.arange(n_exp)] += np.einsum("jrc,jrc->cj", wp, profile)
-    # an exposure with no usable pixel near its image in a column has no flux there
-    scale = np.maximum(normal[:, np.arange(n_exp), np.arange(n_exp)].max(axis=1), 1e-300)
-    normal[:, np.arange(n_exp), np.arange(n_exp)] += 1e-10 * scale[:, None]
-    rhs = np.einsum("jrc,jrc->cj", wp, data.centred)[..., None]
-    amplitudes = np.linalg.solve(normal, rhs)[..., 0]  # (nx, n_exp)
-    model = amplitudes.T[:, None, :] * profile
+    normal[diagonal] += np.einsum("jrc,jrc->cj", wp, profile)
+    normal = _per_block(normal, blocks, n_blocks)
+    # an exposure with no usable pixel near its image in a block has no flux there
+    scale = np.maximum(normal[diagonal].max(axis=1), 1e-300)
+    normal[diagonal] += 1e-10 * scale[:, None]
+    rhs = _per_block(np.einsum("jrc,jrc->cj", wp, data.centred), blocks, n_blocks)
+    block_amplitudes = np.linalg.solve(normal, rhs[..., None])[..., 0]  # (n_blocks, n_exp)
+    amplitudes = block_amplitudes[blocks].T  # (n_exp, nx)
+    model = amplitudes[:, None, :] * profile
     sqrt_w = np.sqrt(data.weight)
     residuals = (sqrt_w * (data.centred - _centred(data, model)))[data.active]
-    inverse_diag = np.linalg.inv(normal)[:, np.arange(n_exp), np.arange(n_exp)]
+    block_variance = np.linalg.inv(normal)[diagonal]
     jacobian = None
     if derivatives is not None:
-        model_derivs = amplitudes.T[None, :, None, :] * derivatives
+        model_derivs = amplitudes[None, :, None, :] * derivatives
         centred = np.stack([_centred(data, d) for d in model_derivs])
-        rhs_d = np.einsum("jrc,ijrc->cji", wp, centred)
-        shift = np.linalg.solve(normal, rhs_d)  # (nx, n_exp, n_params)
+        rhs_d = _per_block(np.einsum("jrc,ijrc->cji", wp, centred), blocks, n_blocks)
+        shift = np.linalg.solve(normal, rhs_d)[blocks]  # (nx, n_exp, n_params)
         moved = model_derivs - shift.transpose(2, 1, 0)[:, :, None, :] * profile[None]
         jacobian = np.stack([-(sqrt_w * _centred(data, m))[data.active] for m in moved], axis=1)
-    return ProfileEvaluation(residuals, jacobian, amplitudes.T, inverse_diag.T)
+    return ProfileEvaluation(residuals, jacobian, amplitudes, block_amplitudes.T, block_variance.T)

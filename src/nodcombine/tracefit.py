@@ -38,7 +38,7 @@ width, then with lower degrees.
 """
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.polynomial import legendre
@@ -47,6 +47,7 @@ from scipy.optimize import least_squares
 from nodcombine.noddiff import difference_images
 from nodcombine.profile import (
     contrast_data,
+    difference_closure,
     evaluate_profile,
     pixel_integrated_gaussian,
     sky_free_exposures,
@@ -57,6 +58,9 @@ __all__ = ["ForcedProfile", "TraceFitSettings", "TraceSolution", "fit_trace", "t
 log = logging.getLogger(__name__)
 
 _SCAN_STEP = 0.25  # pixels between trial offsets of the initial scan
+_SCAN_WIDTHS = (0.0, 1.0, 2.0, 3.0)  # pixels: intrinsic widths tried at the best offset
+_CLOSURE_TOLERANCE = 1e-3  # |Σ_p D̄_p| / Σ_p |D̄_p|; float32 rounding is ~1e-7
+_MIN_BLOCKS = 12  # flux blocks kept at least, so the offset polynomial stays constrained
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +85,14 @@ class TraceFitSettings:
     huber_scale : float
         Residual (in σ) beyond which the loss grows linearly.
     clip_sigma : float
-        Residual beyond which a pixel is rejected before the next round.
+        Residual (in σ) beyond which a pixel is rejected before the next round.
     iterations : int
         Rounds of fitting and rejection.
+    block_snr : float
+        S/N per exposure that a flux block should reach: at low S/N per column,
+        neighbouring columns share one flux per exposure while the profile is
+        fitted, so that hundreds of poorly measured fluxes do not bias the fit
+        or make its errors too small (the incidental-parameter problem).
     """
 
     min_snr: float = 10.0
@@ -96,9 +105,18 @@ class TraceFitSettings:
     huber_scale: float = 2.0
     clip_sigma: float = 5.0
     iterations: int = 3
+    block_snr: float = 5.0
 
     def __post_init__(self):
-        for name in ("max_offset", "centre_prior", "shape_prior", "max_source_sigma"):
+        for name in (
+            "max_offset",
+            "centre_prior",
+            "shape_prior",
+            "max_source_sigma",
+            "huber_scale",
+            "clip_sigma",
+            "block_snr",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.iterations < 1:
@@ -213,10 +231,12 @@ class _Geometry:
     t: np.ndarray  # (n, nx) scaled wavelength
     sigma_psf: np.ndarray  # (n, nx) pixels
     covered: np.ndarray  # (n, ny, nx) the model is defined
+    valid: np.ndarray  # (n, ny, nx) the differences nod_diff formed
     known: np.ndarray  # (n, nx) the exposure has a wavelength there
     wave_range: tuple
     positions: np.ndarray
     offset_limit: float
+    blocks: np.ndarray | None = None  # (nx,) flux block of each column; None: one each
 
 
 @dataclass(frozen=True)
@@ -253,7 +273,7 @@ class _Objective:
         self.prior = 1.0 / np.array(widths)
         self._key, self._value = None, None
 
-    def evaluate(self, theta, jacobian=True):
+    def evaluate(self, theta):
         key = np.asarray(theta, dtype=float).tobytes()
         if key != self._key:
             coeffs, s2 = self.model.split(theta)
@@ -262,7 +282,9 @@ class _Objective:
             derivs = [d_centre * self.basis[:, None, :, k] for k in range(coeffs.size)]
             if self.model.width_free:
                 derivs.append(d_sigma / (2.0 * np.sqrt(sigma2))[:, None, :])
-            self._value = evaluate_profile(self.data, profile, np.stack(derivs))
+            self._value = evaluate_profile(
+                self.data, profile, np.stack(derivs), blocks=self.geom.blocks
+            )
             self._key = key
         return self._value
 
@@ -286,6 +308,7 @@ def fit_trace(
     wavelength,
     sigma_psf,
     *,
+    usable=None,
     settings=None,
     forced=None,
 ):
@@ -299,7 +322,8 @@ def fit_trace(
         Variance of each exposure alone: ``Var(D_j)`` minus the variance of the
         reference ``nod_diff`` subtracted.
     valid : numpy.ndarray of bool, shape (n_exp, ny, nx)
-        Differences that exist.
+        The differences ``nod_diff`` formed (finite ``D_j``), all of them: the
+        sky-free exposures are rebuilt from exactly this set.
     positions : array_like of int, shape (n_exp,)
         Nod position label of each exposure.
     along : numpy.ndarray, shape (n_exp, ny, nx)
@@ -309,6 +333,9 @@ def fit_trace(
         Wavelength at the source of each exposure's columns, micron.
     sigma_psf : numpy.ndarray, shape (n_exp, nx)
         Nominal point-source width per exposure and column, pixels.
+    usable : numpy.ndarray of bool, shape (n_exp, ny, nx), optional
+        Differences the fit may use (default: all valid ones); flags set after
+        ``nod_diff`` go here, not into ``valid``.
     settings : TraceFitSettings, optional
         Thresholds, priors and bounds.
     forced : ForcedProfile, optional
@@ -321,21 +348,25 @@ def fit_trace(
     Raises
     ------
     ValueError
-        If shapes disagree or fewer than two nod positions are given.
+        If shapes disagree, fewer than two nod positions are given, no pixel is
+        usable, or the differences do not close (an exposure that ``nod_diff``
+        differenced against is missing).
     """
     settings = settings or TraceFitSettings()
-    geom, cdata = _prepare(data, variance, valid, positions, along, wavelength, sigma_psf)
+    geom, cdata = _prepare(data, variance, valid, usable, positions, along, wavelength, sigma_psf)
     if forced is not None:
         return _forced_solution(geom, cdata, forced)
-    best_offset, snr, snr_column = _scan_offsets(geom, cdata, settings)
+    start, snr, snr_column = _scan(geom, cdata, settings)
     if not snr >= settings.min_snr:
         reason = f"S/N {snr:.1f} < min_snr {settings.min_snr:g}"
         return _fallback(geom, cdata, snr, snr_column, reason)
+    geom = replace(geom, blocks=_flux_blocks(geom, snr_column, settings))
     for model in _candidate_models(snr, settings):
-        fitted = _fit_model(geom, cdata, model, best_offset, settings)
+        fitted = _fit_model(geom, cdata, model, start, settings)
         if fitted is not None:
             return _fitted_solution(geom, cdata, model, fitted, snr, snr_column)
-    reason = f"S/N {snr:.1f} but no fit converged inside the bounds"
+    limit = _limit(geom, settings)
+    reason = f"S/N {snr:.1f} but no fit converged inside the bounds (offsets ±{limit:.2f} px)"
     return _fallback(geom, cdata, snr, snr_column, reason)
 
 
@@ -367,14 +398,16 @@ def transfer_profile(solution, *, scale_ratio, label=""):
     )
 
 
-def _prepare(data, variance, valid, positions, along, wavelength, sigma_psf):
+def _prepare(data, variance, valid, usable, positions, along, wavelength, sigma_psf):
     """Check shapes; build the geometry and the sky-free likelihood data."""
     data = np.asarray(data, dtype=float)
     if data.ndim != 3:
         raise ValueError(f"data must have shape (n_exp, ny, nx), got {data.shape}")
+    usable = np.ones(data.shape, bool) if usable is None else usable
     for name, arr, shape in (
         ("variance", variance, data.shape),
         ("valid", valid, data.shape),
+        ("usable", usable, data.shape),
         ("along", along, data.shape),
         ("wavelength", wavelength, (data.shape[0], data.shape[2])),
         ("sigma_psf", sigma_psf, (data.shape[0], data.shape[2])),
@@ -394,17 +427,38 @@ def _prepare(data, variance, valid, positions, along, wavelength, sigma_psf):
     sigma_psf = np.where(known & np.isfinite(sigma_psf), sigma_psf, np.nanmedian(sigma_psf))
     along = np.asarray(along, dtype=float)
     covered = np.isfinite(along) & known[:, None, :]
-    valid = np.asarray(valid, bool) & covered
-    contrast = sky_free_exposures(data, np.asarray(valid, bool) & np.isfinite(data), positions)
+    # the sky-free exposures need exactly nod_diff's set; everything else only
+    # removes entries from the fit, which the per-pixel sky absorbs exactly
+    valid = np.asarray(valid, bool) & np.isfinite(data)
+    _check_closure(data, valid, positions)
+    contrast = sky_free_exposures(data, valid, positions)
+    use = valid & np.asarray(usable, bool) & covered
     with np.errstate(divide="ignore", invalid="ignore"):
-        weight = np.where(valid, 1.0 / np.asarray(variance, dtype=float), 0.0)
+        weight = np.where(use, 1.0 / np.asarray(variance, dtype=float), 0.0)
     cdata = contrast_data(contrast, weight)
     if cdata.n_entries == 0:
         raise ValueError("no pixel is covered by two exposures with valid differences")
     along = np.where(covered, along, 0.0)
     limit = _offset_limit(along, covered, positions)
-    geom = _Geometry(along, t, sigma_psf, covered, known, (lo, hi), positions, limit)
+    geom = _Geometry(along, t, sigma_psf, covered, valid, known, (lo, hi), positions, limit)
     return geom, cdata
+
+
+def _check_closure(data, valid, positions):
+    """Raise ValueError unless the position means of the differences sum to zero.
+
+    ``nod_diff``'s differences close exactly at every pixel; they do not when an
+    exposure that entered the references is missing from the input.
+    """
+    misfit = difference_closure(data, valid, positions)
+    tested = np.isfinite(misfit)
+    bad = tested & (misfit > _CLOSURE_TOLERANCE)
+    if tested.any() and bad.sum() > 0.01 * tested.sum():
+        raise ValueError(
+            f"the differences do not sum to zero over the nod positions at "
+            f"{100 * bad.mean():.0f} % of pixels: an exposure that nod_diff differenced "
+            "against is missing, or the differences were changed after nod_diff"
+        )
 
 
 def _offset_limit(along, covered, positions):
@@ -418,28 +472,61 @@ def _offset_limit(along, covered, positions):
     return min(throws) if throws else np.inf
 
 
-def _scan_offsets(geom, cdata, settings):
-    """Best constant offset at the nominal width, and the S/N measured there."""
-    limit = min(settings.max_offset, 0.45 * geom.offset_limit)
-    model = _Model(0, False)
-    objective = _Objective(geom, cdata, model, settings)
-    trials = np.arange(-limit, limit + 1e-9, _SCAN_STEP)
-    chi2 = [np.sum(objective.residuals(np.array([a])) ** 2) for a in trials]
-    best = float(trials[int(np.argmin(chi2))])
+def _limit(geom, settings):
+    """Bound on the offset coefficients: ``max_offset``, and short of the next image."""
+    return min(settings.max_offset, 0.45 * geom.offset_limit)
+
+
+def _scan(geom, cdata, settings):
+    """Best constant offset and intrinsic width on a grid, and the S/N measured there.
+
+    Offsets are scanned at the nominal width, then a few widths at the best
+    offset (an extended source measured with a point-source profile would look
+    fainter than it is), then the offsets again at the best width.
+    """
+    limit = _limit(geom, settings)
+    offsets = np.arange(-limit, limit + 1e-9, _SCAN_STEP)
+    widths2 = [w**2 for w in _SCAN_WIDTHS if w <= settings.max_source_sigma]
+
+    def chi2(offset, s2):
+        objective = _Objective(geom, cdata, _Model(0, False, s2), settings)
+        return np.sum(objective.residuals(np.array([offset])) ** 2), objective
+
+    best = offsets[int(np.argmin([chi2(a, 0.0)[0] for a in offsets]))]
+    s2 = widths2[int(np.argmin([chi2(best, w)[0] for w in widths2]))]
+    if s2 > 0:
+        best = offsets[int(np.argmin([chi2(a, s2)[0] for a in offsets]))]
+    objective = chi2(best, s2)[1]
     snr, snr_column = _snr(objective.evaluate(np.array([best])), cdata)
-    return best, snr, snr_column
+    return (float(best), float(s2)), snr, snr_column
 
 
 def _snr(evaluation, cdata):
-    """S/N of the inverse-variance weighted flux, in total and per column (median)."""
+    """S/N of the inverse-variance weighted flux, in total and per column (median).
+
+    ``evaluation`` must have one flux block per column.
+    """
     has_data = cdata.active.any(axis=1)
-    amp = np.where(has_data, evaluation.amplitudes, 0.0)
-    inv_var = np.where(has_data, 1.0 / evaluation.amplitude_variance, 0.0)
+    amp = np.where(has_data, evaluation.block_amplitudes, 0.0)
+    inv_var = np.where(has_data, 1.0 / evaluation.block_variance, 0.0)
     total = float((amp * inv_var).sum() / np.sqrt(inv_var.sum()))
     per_column_weight = inv_var.sum(axis=0)
     ok = per_column_weight > 0
     per_column = (amp * inv_var).sum(axis=0)[ok] / np.sqrt(per_column_weight[ok])
     return total, float(np.median(per_column)) if per_column.size else np.nan
+
+
+def _flux_blocks(geom, snr_column, settings):
+    """Columns grouped so that each exposure's flux reaches ``block_snr`` per block."""
+    n_exp, n_cols = geom.t.shape
+    per_exposure = snr_column / np.sqrt(n_exp)
+    if per_exposure >= settings.block_snr:
+        return None
+    most = max(1, n_cols // _MIN_BLOCKS)
+    size = most if per_exposure <= 0 else int(np.ceil((settings.block_snr / per_exposure) ** 2))
+    size = int(min(max(size, 1), most))
+    log.debug("flux blocks of %d columns (S/N %.2f per exposure and column)", size, per_exposure)
+    return np.arange(n_cols) // size
 
 
 def _candidate_models(snr, settings):
@@ -453,44 +540,61 @@ def _candidate_models(snr, settings):
     return models + [_Model(d, False) for d in range(degree, -1, -1)]
 
 
-def _fit_model(geom, cdata, model, start_offset, settings):
+def _fit_model(geom, cdata, model, start, settings):
     """Fit one model with rejection rounds; None if it ends on a bound."""
-    limit = min(settings.max_offset, 0.45 * geom.offset_limit)
+    limit = _limit(geom, settings)
     min_s2 = -0.5 * float(np.min(geom.sigma_psf)) ** 2
     lower = [-limit] * (model.degree + 1) + ([min_s2] if model.width_free else [])
     upper = [limit] * (model.degree + 1) + (
         [settings.max_source_sigma**2] if model.width_free else []
     )
     theta = np.zeros(len(model.names))
-    theta[0] = np.clip(start_offset, -0.9 * limit, 0.9 * limit)
+    theta[0] = np.clip(start[0], -0.9 * limit, 0.9 * limit)
+    if model.width_free:
+        theta[-1] = np.clip(start[1], 0.9 * min_s2, 0.9 * upper[-1])
     clipped = np.zeros(cdata.active.shape, dtype=bool)
     for _ in range(settings.iterations):
         data = _without(cdata, clipped)
         objective = _Objective(geom, data, model, settings)
+        # residuals of an exposure are whitened against the pixel's sky: their
+        # std is sqrt(1 - w/W) (0.71 for A-B), so scale the Huber corner to σ
+        spread = _residual_spread(data)
         result = least_squares(
             objective.residuals,
             theta,
             jac=objective.jacobian,
             bounds=(lower, upper),
             loss="huber",
-            f_scale=settings.huber_scale,
+            f_scale=settings.huber_scale * float(np.median(spread[data.active])),
             x_scale="jac",
         )
         theta = result.x
         residual_image = np.zeros(cdata.active.shape)
         residual_image[data.active] = objective.evaluate(theta).residuals
-        new = clipped | _outlying(residual_image, settings.clip_sigma)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            normalised = np.where(data.active, residual_image / spread, 0.0)
+        new = clipped | _outlying(normalised, settings.clip_sigma)
         if np.array_equal(new, clipped):
             break
         clipped = new
-    span = np.array(upper) - np.array(lower)
-    at_bound = (theta - lower < 1e-3 * span) | (upper - theta < 1e-3 * span)
-    if result.status <= 0 or at_bound.any():
-        log.debug("model %s rejected: status %d, at bound %s", model.names, result.status, at_bound)
+    if result.status <= 0 or np.any(result.active_mask != 0):
+        log.debug(
+            "model %s rejected: status %d, at bound %s",
+            model.names,
+            result.status,
+            result.active_mask,
+        )
         return None
     jac = objective.jacobian(theta)
     errors = np.sqrt(np.diag(np.linalg.pinv(jac.T @ jac)))
-    return theta, errors, clipped
+    # the pixels left out of the fit that gave these numbers
+    used = ~data.active & cdata.active
+    return theta, errors, used
+
+
+def _residual_spread(data):
+    """Standard deviation of each whitened residual, ``sqrt(1 − w_j / Σ w)``."""
+    return np.sqrt(np.clip(1.0 - data.weight * data.inv_total_weight[None], 0.0, 1.0))
 
 
 def _without(cdata, rejected):
@@ -532,12 +636,12 @@ def _fixed_profile(geom, cdata, centre, s2, outcome, snr, snr_column):
     evaluation = evaluate_profile(data, profile)
     has_data = data.active.any(axis=1)
     amplitudes = np.where(has_data, evaluation.amplitudes, np.nan)
-    images = np.where(geom.covered, np.nan_to_num(amplitudes)[:, None, :] * profile, np.nan)
     n_params = len(outcome.model.names) if outcome.status == "FIT" else 0
     dof = data.n_entries - data.n_constraints - int(has_data.sum()) - n_params
     chi2 = float(np.sum(evaluation.residuals**2))
-    # errors that the scatter says are too small are scaled up, never down
-    inflation = np.sqrt(max(1.0, chi2 / max(dof, 1)))
+    # errors of a fit that the scatter says are too small are scaled up, never
+    # down; forced errors belong to the fit they came from
+    inflation = np.sqrt(max(1.0, chi2 / max(dof, 1))) if outcome.status == "FIT" else 1.0
     return TraceSolution(
         status=outcome.status,
         message=outcome.message,
@@ -555,11 +659,25 @@ def _fixed_profile(geom, cdata, centre, s2, outcome, snr, snr_column):
         centre=np.where(geom.known, centre, np.nan),
         sigma=np.where(geom.known, np.sqrt(sigma2), np.nan),
         amplitudes=amplitudes,
-        amplitude_variance=np.where(has_data, evaluation.amplitude_variance, np.nan),
+        amplitude_variance=np.where(has_data, evaluation.block_variance, np.nan),
         profile=np.where(geom.covered, profile, np.nan),
-        model=difference_images(images, geom.covered, geom.positions),
+        model=_difference_model(geom, amplitudes, profile),
         clipped=outcome.clipped,
     )
+
+
+def _difference_model(geom, amplitudes, profile):
+    """Model of the nod differences, data units.
+
+    Where ``nod_diff`` formed a difference, the model is built from the same
+    exposures (a masked pixel left its exposure out of the reference); elsewhere
+    from every exposure with a flux in that column, as a stand-in for the data.
+    """
+    known = np.isfinite(amplitudes)[:, None, :] & geom.covered
+    images = np.where(known, np.nan_to_num(amplitudes)[:, None, :] * profile, np.nan)
+    where_valid = difference_images(images, geom.valid & known, geom.positions)
+    elsewhere = difference_images(images, known, geom.positions)
+    return np.where(geom.valid, where_valid, elsewhere)
 
 
 def _fitted_solution(geom, cdata, model, fitted, snr, snr_column):
@@ -601,6 +719,6 @@ def _forced_solution(geom, cdata, forced):
     message = f"centre and width forced from {forced.label or 'another fit'}"
     errors = np.full(coeffs.size, np.nan) if forced.coeffs_err is None else forced.coeffs_err
     outcome = _Outcome("FORCED", message, model, coeffs, errors, s2, forced.source_sigma2_err, none)
-    probe = evaluate_profile(cdata, _images(geom, centre, geom.sigma_psf**2 + s2)[0])
+    probe = evaluate_profile(cdata, _images(geom, centre, geom.sigma_psf**2 + s2)[0])  # per column
     snr, snr_column = _snr(probe, cdata)
     return _fixed_profile(geom, cdata, centre, s2, outcome, snr, snr_column)

@@ -71,7 +71,9 @@ class TraceInputs:
     variance : numpy.ndarray, shape (n_exp, ny, nx)
         Variance of each exposure alone (difference minus reference variance).
     valid : numpy.ndarray of bool, shape (n_exp, ny, nx)
-        Usable differences (finite, not DO_NOT_USE).
+        The differences ``nod_diff`` formed (finite data).
+    usable : numpy.ndarray of bool, shape (n_exp, ny, nx)
+        Those the fit may use: not DO_NOT_USE, with a positive variance.
     along : numpy.ndarray, shape (n_exp, ny, nx)
         Pixels along the slit from the source position the WCS predicts in each
         exposure; NaN off the member's cutout.
@@ -87,6 +89,7 @@ class TraceInputs:
     positions: np.ndarray
     variance: np.ndarray
     valid: np.ndarray
+    usable: np.ndarray
     along: np.ndarray
     pixel_scale: np.ndarray
     sigma_psf: np.ndarray
@@ -120,12 +123,19 @@ def nod_diff_problem(container):
 
 
 def usable_members(group):
-    """Split a source group into differenced slits and (slit, reason) for the rest."""
+    """Split a source group into differenced slits and (slit, reason) for the rest.
+
+    A slit ``nod_diff`` skipped, or whose every difference is masked, entered no
+    other exposure's reference, so leaving it out keeps the fit exact.
+    """
     members, skipped = [], []
     for ref in group.members:
         status = ref.slit.instance.get("nod_diff_status")
+        data = getattr(ref.slit, "data", None)
         if status != "COMPLETE":
             skipped.append((ref, f"{ref.label}: nod_diff_status is {status!r}, not a difference"))
+        elif data is None or not np.isfinite(data).any():
+            skipped.append((ref, f"{ref.label}: no valid difference (every pixel masked)"))
         else:
             members.append(ref)
     return members, skipped
@@ -134,9 +144,12 @@ def usable_members(group):
 def group_families(groups):
     """Group sources seen by several dispersers (or detectors) into families.
 
-    A family shares program, instrument and a real ``source_id``; the groups of
-    a family are fitted together so that the best one can force its profile on
-    the others.
+    A family shares program, observation, visit, instrument and a real
+    ``source_id`` (fixed slits also the slit: jwst numbers the primary source of
+    every fixed-slit observation 1); the groups of a family are fitted together
+    so that the best one can force its profile on the others.  Different
+    pointings are never mixed: an offset from the planned position belongs to
+    one pointing.
 
     Parameters
     ----------
@@ -148,11 +161,12 @@ def group_families(groups):
     """
     families = {}
     for index, group in enumerate(groups):
-        program, source = group.key[0], group.key[6]
-        instrument = group.key[4].split("-")[0]
+        program, observation, visit, _, disperser, slit, source = group.key
+        instrument = disperser.split("-")[0]
         real_id = isinstance(source, int | np.integer) and source > 0
-        key = (program, instrument, source) if real_id else ("group", index)
-        families.setdefault(key, []).append(group)
+        fixed_slit = group.members[0].model.meta.exposure.type == "NRS_FIXEDSLIT"
+        key = (program, observation, visit, instrument, source, slit if fixed_slit else "")
+        families.setdefault(key if real_id else ("group", index), []).append(group)
     return list(families.values())
 
 
@@ -187,12 +201,10 @@ def trace_inputs(members):
         _place_like(stack, [_extension_array(r, REF_VARIANCE_ATTRS[c]) for r in members])
         for c in VARIANCE_COMPONENTS
     )
-    valid = (
-        np.isfinite(stack.data)
-        & ((stack.dq & DQ["DO_NOT_USE"]) == 0)
-        & np.isfinite(own)
-        & (own > 0)
-    )
+    # nod_diff wrote NaN wherever it formed no difference
+    valid = np.isfinite(stack.data)
+    with np.errstate(invalid="ignore"):
+        usable = valid & ((stack.dq & DQ["DO_NOT_USE"]) == 0) & np.isfinite(own) & (own > 0)
     along = np.full(stack.data.shape, np.nan)
     scales = np.empty(len(members))
     for k, ref in enumerate(members):
@@ -203,7 +215,7 @@ def trace_inputs(members):
     instrument = (members[0].model.meta.instrument.name or "").upper()
     fwhm = psf_fwhm_arcsec(instrument, stack.wavelengths)
     sigma_psf = fwhm / _FWHM_PER_SIGMA / scales[:, None]
-    return TraceInputs(stack, positions, own, valid, along, scales, sigma_psf, instrument)
+    return TraceInputs(stack, positions, own, valid, usable, along, scales, sigma_psf, instrument)
 
 
 def _nod_position(ref):

@@ -33,12 +33,13 @@ class TraceFitStep(NodcombineStep):
     min_snr = float(default=10.0, min=0)  # source S/N below which the predicted position and nominal PSF width are kept
     width_snr = float(default=20.0, min=0)  # S/N from which the intrinsic source width is fitted
     degree_snr = float_list(default=list(40.0, 80.0))  # S/N from which each further degree of the trace-offset polynomial is fitted
-    max_offset = float(default=3.0, min=0)  # pixels: bound on each offset coefficient (also at most 0.45 of the nod throw)
-    centre_prior = float(default=1.5, min=0)  # pixels: Gaussian prior width of the constant offset from the WCS-predicted position
-    shape_prior = float(default=0.5, min=0)  # pixels: Gaussian prior width of the higher offset terms
-    max_source_sigma = float(default=8.0, min=0)  # pixels: upper bound of the intrinsic source width (Gaussian sigma)
-    huber_scale = float(default=2.0, min=0)  # residual (sigma) beyond which the loss grows linearly
-    clip_sigma = float(default=5.0, min=0)  # residual (sigma) beyond which a pixel is rejected before refitting
+    max_offset = float(default=3.0, min=0.1)  # pixels: bound on each offset coefficient (also at most 0.45 of the nod throw)
+    centre_prior = float(default=1.5, min=0.01)  # pixels: Gaussian prior width of the constant offset from the WCS-predicted position
+    shape_prior = float(default=0.5, min=0.01)  # pixels: Gaussian prior width of the higher offset terms
+    max_source_sigma = float(default=8.0, min=0.1)  # pixels: upper bound of the intrinsic source width (Gaussian sigma)
+    huber_scale = float(default=2.0, min=0.5)  # residual (sigma) beyond which the loss grows linearly
+    clip_sigma = float(default=5.0, min=2)  # residual (sigma) beyond which a pixel is rejected before refitting
+    block_snr = float(default=5.0, min=0.1)  # S/N per exposure a flux block reaches: faint spectra share fluxes over neighbouring columns while the profile is fitted
     fit_iterations = integer(default=3, min=1)  # rounds of fitting and rejection
     force_profile = boolean(default=True)  # a source seen with several dispersers gets the centre and width of its highest-S/N fit
     save_diagnostics = boolean(default=False)  # write a PNG per source (differences, fitted trace, profile residuals)
@@ -68,7 +69,7 @@ class TraceFitStep(NodcombineStep):
             log.warning("SKIPPED %s", message)
         settings = self._settings()
         fitted = sum(
-            self._fit_family(family, settings) for family in adapter.group_families(groups)
+            self._fit_family_safely(family, settings) for family in adapter.group_families(groups)
         )
         log.info("trace_fit: %d of %d sources fitted", fitted, len(groups))
         for model in container:
@@ -97,7 +98,20 @@ class TraceFitStep(NodcombineStep):
             huber_scale=self.huber_scale,
             clip_sigma=self.clip_sigma,
             iterations=self.fit_iterations,
+            block_snr=self.block_snr,
         )
+
+    def _fit_family_safely(self, family, settings):
+        """`_fit_family`, with any failure confined to the family's slits."""
+        try:
+            return self._fit_family(family, settings)
+        except Exception as err:  # one bad source never stops a visit
+            reason = f"unexpected {type(err).__name__}: {err}"
+            log.exception("SKIPPED source %s: %s", family[0].label, reason)
+            for group in family:
+                for ref in group.members:
+                    adapter.set_trace_skipped(ref, reason)
+            return 0
 
     def _fit_family(self, family, settings):
         """Fit the groups of one source; force the best fit on the rest. Return the count."""
@@ -166,6 +180,7 @@ def _fit(inputs, settings, forced=None):
         inputs.along,
         inputs.stack.wavelengths,
         inputs.sigma_psf,
+        usable=inputs.usable,
         settings=settings,
         forced=forced,
     )
