@@ -66,9 +66,10 @@ def test_kernel_pulls_and_chi2_many_realisations(n_points, repeats):
 
 
 def test_simulated_visit_centre_pulls():
-    # realistic data: bar shadows, Poisson variances, three shutters
+    # realistic data: bar shadows, Poisson variances, three shutters; 100 draws
+    # know the pull std to 0.07
     pulls = []
-    for seed in range(30):
+    for seed in range(100):
         models, truth = simulate_nodded_visit(
             "nrs_msa_prism", n_points=3, source_peak=0.3, position_error_arcsec=0.03, seed=seed
         )
@@ -82,6 +83,7 @@ def test_simulated_visit_centre_pulls():
             inputs.along,
             inputs.stack.wavelengths,
             inputs.sigma_psf,
+            usable=inputs.usable,
             settings=TraceFitSettings(degree_snr=(1e9, 1e10)),
         )
         row0, col0, _, n_cols = inputs.stack.windows[0]
@@ -89,5 +91,25 @@ def test_simulated_visit_centre_pulls():
             inputs.stack.trace_rows[0, col0 : col0 + n_cols] - row0
         )
         pulls.append((solution.coeffs[0] - np.median(true_offset)) / solution.coeffs_err[0])
-    assert abs(np.mean(pulls)) < 0.4
-    assert np.std(pulls) == pytest.approx(1.0, abs=0.3)
+    assert abs(np.mean(pulls)) < 0.3
+    assert np.std(pulls) == pytest.approx(1.0, abs=0.2)
+
+
+def test_low_snr_pulls_with_flux_blocks():
+    # S/N 1.3 per column (CEERS 933 has 1.9): 200 draws know the std to 0.05
+    settings = TraceFitSettings(degree_snr=(1e9, 1e10))
+    pulls = []
+    for seed in range(200):
+        inputs, truth = synthetic_trace(coeffs=(0.3,), flux=2.0, shape=(25, 340), seed=seed)
+        solution = fit_trace(**inputs, settings=settings)
+        if solution.status == "FIT" and solution.width_free:
+            pulls.append(
+                [
+                    (solution.coeffs[0] - 0.3) / solution.coeffs_err[0],
+                    (solution.source_sigma2 - truth.source_sigma2) / solution.source_sigma2_err,
+                ]
+            )
+    pulls = np.array(pulls)
+    assert len(pulls) > 150
+    assert np.all(np.abs(pulls.mean(axis=0)) < 0.25)
+    assert np.all(np.abs(pulls.std(axis=0) - 1.0) < 0.25)

@@ -308,7 +308,9 @@ def fit_record(solution, pixel_scale, forced_from=""):
     """
     sigma = solution.source_sigma
     s2_err = solution.source_sigma2_err
-    sigma_err = s2_err / (2.0 * sigma) if sigma > 0 else np.sqrt(abs(s2_err))
+    # one-sided step of sqrt(s2) by one error of s2: s2_err / 2σ for a resolved
+    # source, sqrt(s2_err) for an unresolved one, continuous in between
+    sigma_err = np.sqrt(max(solution.source_sigma2, 0.0) + s2_err) - sigma
     return {
         "status": solution.status,
         "message": solution.message,
