@@ -141,6 +141,8 @@ def test_products_round_trip(tmp_path):
     )
     saved = sorted(tmp_path.glob("*_trace.fits"))
     assert len(saved) == 3
+    # jwst-style names: the suffix replaces _nod, it is not appended
+    assert not list(tmp_path.glob("*_nod_trace.fits"))
     with datamodels.open(saved[1]) as reopened:
         slit, original = reopened.slits[0], result[1].slits[0]
         assert reopened.meta.cal_step.trace_fit == "COMPLETE"

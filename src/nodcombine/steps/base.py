@@ -1,9 +1,16 @@
 """Base class of the nodcombine steps."""
 
+import re
+
 from jwst.stpipe import Step
 from stpipe.step import get_disable_crds_steppars
 
-__all__ = ["NodcombineStep"]
+__all__ = ["OWN_SUFFIXES", "NodcombineStep"]
+
+#: suffixes of this package's products, replaced (not stacked) by the next step's
+OWN_SUFFIXES = ("nod", "trace")
+
+_OWN_SUFFIX_REGEX = re.compile(rf"^(?P<root>.+?)[_-]({'|'.join(OWN_SUFFIXES)})$")
 
 
 class NodcombineStep(Step):
@@ -34,3 +41,21 @@ class NodcombineStep(Step):
         if get_disable_crds_steppars():
             return {}, "jwst"
         return super()._get_crds_parameters(dataset)
+
+    def remove_suffix(self, name):
+        """Strip a product suffix, this package's or jwst's, from a file stem.
+
+        Without this, ``trace_fit`` on ``x_nod.fits`` would write
+        ``x_nod_trace.fits``; jwst-style names replace the suffix: ``x_trace.fits``.
+
+        Parameters
+        ----------
+        name : str
+            File name without extension.
+
+        Returns
+        -------
+        name, separator : str
+        """
+        match = _OWN_SUFFIX_REGEX.match(name)
+        return super().remove_suffix(match.group("root") if match else name)
