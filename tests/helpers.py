@@ -142,6 +142,7 @@ def synthetic_trace(
     flux=100.0,
     read_noise=1.0,
     noise=True,
+    hits=(),
     seed=0,
 ):
     """Kernel inputs of a nodded point or extended source, straight from numpy.
@@ -149,7 +150,9 @@ def synthetic_trace(
     Exposures hold a sky that varies along the slit plus the source, a
     pixel-integrated Gaussian whose centre is the predicted trace (curved when
     ``curvature`` is set) plus a Legendre offset in scaled wavelength.  They are
-    differenced by `nod_difference`, as ``nod_diff`` does.
+    differenced by `nod_difference`, as ``nod_diff`` does.  ``hits`` are
+    ``(exposure, rows, cols, excess)`` cosmic rays added to the raw exposures
+    and missed by the differencing (its outlier rejection is off).
 
     Returns
     -------
@@ -180,6 +183,8 @@ def synthetic_trace(
     variance = np.full(exposures.shape, read_noise**2)
     if noise:
         exposures = exposures + rng.normal(0.0, read_noise, exposures.shape)
+    for exposure, rows, columns, excess in hits:
+        exposures[exposure, rows, columns] += excess
     zero = np.zeros_like(variance)
     variances = {"var_poisson": zero, "var_rnoise": variance, "var_flat": zero}
     result = nod_difference(exposures, variances, positions, n_sigma_outlier=0)

@@ -169,6 +169,23 @@ def test_diagnostic_figure(tmp_path):
     assert png.stat().st_size > 10_000
 
 
+def test_failed_figure_keeps_the_fit(monkeypatch, caplog, tmp_path):
+    from nodcombine import plotting
+
+    def disk_full(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(plotting, "save_trace_fit_figure", disk_full)
+    models, _ = simulate_nodded_visit("nrs_msa_prism", n_points=2, source_peak=0.5, seed=39)
+    with caplog.at_level(logging.WARNING, logger="nodcombine"):
+        result = TraceFitStep.call(
+            NodDiffStep.call(models), save_diagnostics=True, output_dir=str(tmp_path)
+        )
+    assert _record(result[0].slits[0])["status"] == "FIT"
+    assert result[0].meta.cal_step.trace_fit == "COMPLETE"
+    assert "no diagnostic figure (OSError: disk full)" in caplog.text
+
+
 def test_input_without_nod_diff_is_skipped(caplog):
     models, _ = simulate_nodded_visit("nrs_msa_prism", n_points=2, seed=28)
     with caplog.at_level(logging.WARNING, logger="nodcombine"):
@@ -252,6 +269,35 @@ def test_families_stay_within_one_pointing():
     for model, truth in zip(result, truths, strict=True):
         assert _record(model.slits[0])["status"] == "FIT"
         assert _centre_error(model.slits[0], truth) < 0.06
+
+
+def test_fixed_slit_sources_in_different_slits_are_not_forced():
+    # jwst gives the primary source of every fixed slit the same source_id
+    star, _ = simulate_nodded_visit("nrs_fs_prism", n_points=3, source_peak=1.0, seed=36)
+    galaxy, galaxy_truth = simulate_nodded_visit(
+        "nrs_fs_prism", n_points=3, source_peak=0.4, source_sigma_arcsec=0.25, seed=37
+    )
+    for model in galaxy:
+        model.slits[0].name = "S1600A1"
+    result = TraceFitStep.call(NodDiffStep.call(star + galaxy))
+    for model, truth in zip(result[3:], galaxy_truth.slits, strict=True):
+        record = _record(model.slits[0])
+        assert record["status"] == "FIT"
+        assert _width_ratio(model.slits[0], truth[0]) == pytest.approx(1.0, abs=0.05)
+
+
+def test_fully_masked_exposure_is_left_out(caplog):
+    models, truth = simulate_nodded_visit(
+        "nrs_msa_prism", n_points=3, exposures_per_position=2, source_peak=0.5, seed=38
+    )
+    models[0].slits[0].dq[...] |= 1  # DO_NOT_USE everywhere in one exposure
+    with caplog.at_level(logging.WARNING, logger="nodcombine"):
+        result = TraceFitStep.call(NodDiffStep.call(models))
+    assert _record(result[0].slits[0])["status"] == "SKIPPED"
+    assert "every pixel masked" in caplog.text
+    for k in range(1, 6):
+        assert _record(result[k].slits[0])["status"] == "FIT"
+        assert _centre_error(result[k].slits[0], truth.slits[k][0]) < 0.05
 
 
 def test_unexpected_failure_of_one_source_spares_the_others(monkeypatch, caplog):

@@ -128,13 +128,22 @@ def test_faint_source_uses_a_simpler_model():
 
 
 def test_unflagged_cosmic_ray_is_rejected():
-    inputs = synthetic_trace(seed=5, flux=40.0)[0]
-    clean = fit_trace(**inputs)
-    data = inputs["data"].copy()
-    data[1, 12:14, 40:43] += 400.0  # on the source, missed by nod_diff
-    hit = fit_trace(**{**inputs, "data": data})
-    assert hit.clipped[1, 12:14, 40:43].all()
+    clean = fit_trace(**synthetic_trace(seed=5, flux=40.0)[0])
+    # on exposure 0's source, in exposure 1's raw data, missed by nod_diff
+    cosmic_ray = (1, slice(12, 14), slice(40, 43), 400.0)
+    hit = fit_trace(**synthetic_trace(seed=5, flux=40.0, hits=[cosmic_ray])[0])
+    assert hit.clipped[:, 12:14, 40:43].any(axis=0).all()
     np.testing.assert_allclose(hit.coeffs, clean.coeffs, atol=0.5 * clean.coeffs_err.max())
+
+
+def test_pixels_that_do_not_close_are_left_out():
+    # a difference changed after nod_diff at a few pixels: those pixels leave the fit
+    inputs, truth = synthetic_trace(noise=False)
+    data = inputs["data"].copy()
+    data[1, 12:14, 40:43] += 400.0
+    solution = fit_trace(**{**inputs, "data": data})
+    np.testing.assert_allclose(solution.coeffs, truth.coeffs, atol=2e-5)
+    assert solution.chi2 < 1e-4
 
 
 def test_forced_profile_is_used_unchanged():
@@ -145,6 +154,12 @@ def test_forced_profile_is_used_unchanged():
     assert target.status == "FORCED" and "bright one" in target.message
     np.testing.assert_allclose(target.coeffs, source.coeffs)
     assert target.source_sigma2 == source.source_sigma2
+    # errors stay those of the fit they came from, even where the target's
+    # variances are understated (chi2/dof ~2)
+    understated = {**target_inputs, "variance": 0.5 * target_inputs["variance"]}
+    target = fit_trace(**understated, forced=forced)
+    assert target.chi2 / target.dof > 1.5
+    np.testing.assert_array_equal(target.coeffs_err, source.coeffs_err)
 
 
 def test_transfer_profile_keeps_the_sky_position():
@@ -190,6 +205,10 @@ def test_coverage_narrower_than_nod_diff_leaves_fluxes_unbiased():
     solution = fit_trace(**{**inputs, "wavelength": wavelength})
     np.testing.assert_allclose(solution.amplitudes[:2], np.tile(truth.flux, (2, 1)), rtol=1e-4)
     assert solution.chi2 < 1e-4
+    # the model of every difference, exposure 2's columns included, is the data
+    valid = inputs["valid"]
+    scale = np.abs(inputs["data"][valid]).max()
+    np.testing.assert_allclose(solution.model[valid], inputs["data"][valid], atol=1e-3 * scale)
 
 
 def test_usable_mask_only_removes_entries():
@@ -209,15 +228,38 @@ def test_missing_exposure_is_refused():
         fit_trace(**cut, positions=inputs["positions"][keep])
 
 
-def test_moderate_hit_is_clipped_in_a_two_point_nod():
-    # whitened A-B residuals have std 0.71: the clip must be in sigma, not in them
-    inputs = synthetic_trace(n_points=2, flux=40.0, seed=9)[0]
-    data = inputs["data"].copy()
-    sigma = np.sqrt(inputs["variance"][0, 3, 70] * 2)  # error of one A-B pixel
-    data[0, 3, 70] += 6.5 * sigma  # far from the source, missed by nod_diff
-    data[1, 3, 70] -= 6.5 * sigma  # B-A is the same pixel
-    solution = fit_trace(**{**inputs, "data": data})
-    assert solution.clipped[:, 3, 70].any()
+def test_clip_threshold_is_in_sigma_for_a_two_point_nod():
+    # A hit of h in exposure A far from the source is h/sqrt(2) sigma of the A-B
+    # pixel; its whitened residual is only 0.71 of that. A 6.5 sigma hit must be
+    # clipped at clip_sigma = 5 (unscaled it would sit at 4.6 and stay).
+    read_noise = 1.0
+    excess = 6.5 * np.sqrt(2.0) * read_noise
+    inputs = synthetic_trace(
+        n_points=2, noise=False, hits=[(0, slice(2, 3), slice(70, 71), excess)]
+    )[0]
+    solution = fit_trace(**inputs)
+    assert solution.clipped[:, 2, 70].any()
+    assert solution.clipped.sum() <= 2
+
+
+def test_source_beyond_the_offset_bound_falls_back():
+    # 2.3 px off with offsets bounded at 2 px: no fit may creep back inside the
+    # bound by rejecting the pixels it cannot reach
+    inputs = synthetic_trace(coeffs=(2.3,), flux=200.0, seed=12)[0]
+    solution = fit_trace(**inputs, settings=TraceFitSettings(max_offset=2.0))
+    assert solution.status == "FALLBACK"
+    assert "no fit converged inside the bounds" in solution.message
+
+
+def test_scan_finds_an_extended_source_width():
+    from nodcombine import tracefit
+
+    inputs = synthetic_trace(source_sigma=3.0, coeffs=(0.3,), flux=30.0, seed=13)[0]
+    arguments = [inputs[k] for k in ("data", "variance", "valid")]
+    arguments += [None] + [inputs[k] for k in ("positions", "along", "wavelength", "sigma_psf")]
+    geom, cdata = tracefit._prepare(*arguments)
+    start, _, _, _ = tracefit._scan(geom, cdata, TraceFitSettings())
+    assert start[1] == 9.0  # 3 px squared, from the grid 0, 1, 2, 3 px
 
 
 @pytest.mark.parametrize("total_flux", [2.0, 3.0])

@@ -38,6 +38,7 @@ width, then with lower degrees.
 """
 
 import logging
+import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -61,6 +62,7 @@ _SCAN_STEP = 0.25  # pixels between trial offsets of the initial scan
 _SCAN_WIDTHS = (0.0, 1.0, 2.0, 3.0)  # pixels: intrinsic widths tried at the best offset
 _CLOSURE_TOLERANCE = 1e-3  # |Σ_p D̄_p| / Σ_p |D̄_p|; float32 rounding is ~1e-7
 _MIN_BLOCKS = 12  # flux blocks kept at least, so the offset polynomial stays constrained
+_MAX_CLIPPED = 0.03  # a model that needs more pixels rejected than this does not fit
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +232,8 @@ class _Geometry:
     along: np.ndarray  # (n, ny, nx) pixels from the predicted position
     t: np.ndarray  # (n, nx) scaled wavelength
     sigma_psf: np.ndarray  # (n, nx) pixels
-    covered: np.ndarray  # (n, ny, nx) the model is defined
+    covered: np.ndarray  # (n, ny, nx) coordinate and wavelength known: fitted
+    located: np.ndarray  # (n, ny, nx) coordinate known: the model is defined
     valid: np.ndarray  # (n, ny, nx) the differences nod_diff formed
     known: np.ndarray  # (n, nx) the exposure has a wavelength there
     wave_range: tuple
@@ -273,20 +276,30 @@ class _Objective:
         self.prior = 1.0 / np.array(widths)
         self._key, self._value = None, None
 
+    def _profile(self, theta):
+        """Unit profiles and their derivatives with respect to ``theta``."""
+        coeffs, s2 = self.model.split(theta)
+        sigma2 = self.geom.sigma_psf**2 + s2
+        profile, d_centre, d_sigma = _images(self.geom, self.basis @ coeffs, sigma2)
+        derivs = [d_centre * self.basis[:, None, :, k] for k in range(coeffs.size)]
+        if self.model.width_free:
+            derivs.append(d_sigma / (2.0 * np.sqrt(sigma2))[:, None, :])
+        return profile, np.stack(derivs)
+
     def evaluate(self, theta):
         key = np.asarray(theta, dtype=float).tobytes()
         if key != self._key:
-            coeffs, s2 = self.model.split(theta)
-            sigma2 = self.geom.sigma_psf**2 + s2
-            profile, d_centre, d_sigma = _images(self.geom, self.basis @ coeffs, sigma2)
-            derivs = [d_centre * self.basis[:, None, :, k] for k in range(coeffs.size)]
-            if self.model.width_free:
-                derivs.append(d_sigma / (2.0 * np.sqrt(sigma2))[:, None, :])
-            self._value = evaluate_profile(
-                self.data, profile, np.stack(derivs), blocks=self.geom.blocks
-            )
+            profile, derivs = self._profile(theta)
+            self._value = evaluate_profile(self.data, profile, derivs, blocks=self.geom.blocks)
             self._key = key
         return self._value
+
+    def column_residuals(self, theta):
+        """Residuals with a flux per column, whatever the blocks.
+
+        Real spectral structure inside a flux block must not look like an outlier.
+        """
+        return evaluate_profile(self.data, self._profile(theta)[0]).residuals
 
     def residuals(self, theta):
         coeffs = self.model.split(theta)[0]
@@ -356,11 +369,11 @@ def fit_trace(
     geom, cdata = _prepare(data, variance, valid, usable, positions, along, wavelength, sigma_psf)
     if forced is not None:
         return _forced_solution(geom, cdata, forced)
-    start, snr, snr_column = _scan(geom, cdata, settings)
+    start, snr, snr_column, columns = _scan(geom, cdata, settings)
     if not snr >= settings.min_snr:
         reason = f"S/N {snr:.1f} < min_snr {settings.min_snr:g}"
         return _fallback(geom, cdata, snr, snr_column, reason)
-    geom = replace(geom, blocks=_flux_blocks(geom, snr_column, settings))
+    geom = replace(geom, blocks=_flux_blocks(columns, cdata, settings))
     for model in _candidate_models(snr, settings):
         fitted = _fit_model(geom, cdata, model, start, settings)
         if fitted is not None:
@@ -422,33 +435,60 @@ def _prepare(data, variance, valid, usable, positions, along, wavelength, sigma_
     if not known.any():
         raise ValueError("no finite wavelength in any exposure")
     lo, hi = float(wavelength[known].min()), float(wavelength[known].max())
-    t = np.where(known, 2.0 * (wavelength - lo) / max(hi - lo, 1e-12) - 1.0, 0.0)
+    # where an exposure has no wavelength its pixels leave the fit, but the model
+    # of its image is still needed there: interpolate along the columns
+    t = _fill_columns(2.0 * (wavelength - lo) / max(hi - lo, 1e-12) - 1.0, 0.0)
     sigma_psf = np.asarray(sigma_psf, dtype=float)
-    sigma_psf = np.where(known & np.isfinite(sigma_psf), sigma_psf, np.nanmedian(sigma_psf))
+    sigma_psf = _fill_columns(
+        np.where(known, sigma_psf, np.nan), float(np.nanmedian(sigma_psf[known]))
+    )
     along = np.asarray(along, dtype=float)
     covered = np.isfinite(along) & known[:, None, :]
     # the sky-free exposures need exactly nod_diff's set; everything else only
     # removes entries from the fit, which the per-pixel sky absorbs exactly
     valid = np.asarray(valid, bool) & np.isfinite(data)
-    _check_closure(data, valid, positions)
+    closed = _closed_pixels(data, valid, positions)
     contrast = sky_free_exposures(data, valid, positions)
-    use = valid & np.asarray(usable, bool) & covered
+    use = valid & np.asarray(usable, bool) & covered & closed[None]
     with np.errstate(divide="ignore", invalid="ignore"):
         weight = np.where(use, 1.0 / np.asarray(variance, dtype=float), 0.0)
     cdata = contrast_data(contrast, weight)
     if cdata.n_entries == 0:
         raise ValueError("no pixel is covered by two exposures with valid differences")
-    along = np.where(covered, along, 0.0)
+    located = np.isfinite(along)
+    along = np.where(located, along, 0.0)
     limit = _offset_limit(along, covered, positions)
-    geom = _Geometry(along, t, sigma_psf, covered, valid, known, (lo, hi), positions, limit)
+    geom = _Geometry(
+        along, t, sigma_psf, covered, located, valid, known, (lo, hi), positions, limit
+    )
     return geom, cdata
 
 
-def _check_closure(data, valid, positions):
-    """Raise ValueError unless the position means of the differences sum to zero.
+def _fill_columns(values, default):
+    """Fill each row's NaNs: from the other rows in that column, else interpolated.
 
-    ``nod_diff``'s differences close exactly at every pixel; they do not when an
-    exposure that entered the references is missing from the input.
+    Rows are exposures on a common grid, so a column holds nearly the same
+    wavelength in all of them; ``default`` is used for a column no row knows.
+    """
+    out = np.array(values, dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # columns no row knows
+        column_mean = np.nanmean(out, axis=0)
+    out = np.where(np.isfinite(out), out, column_mean[None, :])
+    cols = np.arange(out.shape[1])
+    for row in out:
+        ok = np.isfinite(row)
+        row[~ok] = np.interp(cols[~ok], cols[ok], row[ok]) if ok.any() else default
+    return out
+
+
+def _closed_pixels(data, valid, positions):
+    """Pixels where the position means of the differences sum to zero.
+
+    ``nod_diff``'s differences close exactly at every pixel; they do not where
+    an exposure that entered the references is missing from the input.  Such
+    pixels are left out of the fit; if they are more than 1 % of the pixels,
+    the input is refused.
     """
     misfit = difference_closure(data, valid, positions)
     tested = np.isfinite(misfit)
@@ -456,9 +496,10 @@ def _check_closure(data, valid, positions):
     if tested.any() and bad.sum() > 0.01 * tested.sum():
         raise ValueError(
             f"the differences do not sum to zero over the nod positions at "
-            f"{100 * bad.mean():.0f} % of pixels: an exposure that nod_diff differenced "
-            "against is missing, or the differences were changed after nod_diff"
+            f"{100 * bad.sum() / tested.sum():.0f} % of pixels: an exposure that nod_diff "
+            "differenced against is missing, or the differences were changed after nod_diff"
         )
+    return ~bad
 
 
 def _offset_limit(along, covered, positions):
@@ -496,9 +537,9 @@ def _scan(geom, cdata, settings):
     s2 = widths2[int(np.argmin([chi2(best, w)[0] for w in widths2]))]
     if s2 > 0:
         best = offsets[int(np.argmin([chi2(a, s2)[0] for a in offsets]))]
-    objective = chi2(best, s2)[1]
-    snr, snr_column = _snr(objective.evaluate(np.array([best])), cdata)
-    return (float(best), float(s2)), snr, snr_column
+    columns = chi2(best, s2)[1].evaluate(np.array([best]))
+    snr, snr_column = _snr(columns, cdata)
+    return (float(best), float(s2)), snr, snr_column, columns
 
 
 def _snr(evaluation, cdata):
@@ -516,17 +557,37 @@ def _snr(evaluation, cdata):
     return total, float(np.median(per_column)) if per_column.size else np.nan
 
 
-def _flux_blocks(geom, snr_column, settings):
-    """Columns grouped so that each exposure's flux reaches ``block_snr`` per block."""
-    n_exp, n_cols = geom.t.shape
-    per_exposure = snr_column / np.sqrt(n_exp)
-    if per_exposure >= settings.block_snr:
+def _flux_blocks(columns, cdata, settings):
+    """Flux block of each column, or None when every column is bright enough alone.
+
+    Blocks close once their summed S/N² (over exposures, debiased by one per
+    exposure and column) reaches ``n_exp × block_snr²``; a column that reaches it
+    alone (an emission line) gets a block of its own, so that real spectral
+    structure is not averaged into a block's flux.  At least ``_MIN_BLOCKS``
+    blocks span the columns with data.
+    """
+    has = cdata.active.any(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr2 = columns.block_amplitudes**2 / columns.block_variance - 1.0
+    snr2 = np.where(has, snr2, 0.0).sum(axis=0)
+    target = settings.block_snr**2 * has.shape[0]
+    with_data = has.any(axis=0)
+    if np.median(snr2[with_data]) >= target:
         return None
-    most = max(1, n_cols // _MIN_BLOCKS)
-    size = most if per_exposure <= 0 else int(np.ceil((settings.block_snr / per_exposure) ** 2))
-    size = int(min(max(size, 1), most))
-    log.debug("flux blocks of %d columns (S/N %.2f per exposure and column)", size, per_exposure)
-    return np.arange(n_cols) // size
+    most = max(1, int(with_data.sum()) // _MIN_BLOCKS)
+    blocks = np.zeros(snr2.size, dtype=int)
+    block, size, total = 0, 0, 0.0
+    for col, value in enumerate(np.maximum(snr2, 0.0)):
+        if size and value >= target:
+            block, size, total = block + 1, 0, 0.0
+        blocks[col] = block
+        size, total = size + int(with_data[col]), total + value
+        if size >= most or total >= target:
+            block, size, total = block + 1, 0, 0.0
+    if 0 < size < most / 2 and total < target / 2 and block > 0:
+        blocks[blocks == block] = block - 1  # a short tail joins the block before it
+    log.debug("flux blocks: %d for %d columns", np.unique(blocks).size, snr2.size)
+    return np.unique(blocks, return_inverse=True)[1]
 
 
 def _candidate_models(snr, settings):
@@ -557,33 +618,36 @@ def _fit_model(geom, cdata, model, start, settings):
         data = _without(cdata, clipped)
         objective = _Objective(geom, data, model, settings)
         # residuals of an exposure are whitened against the pixel's sky: their
-        # std is sqrt(1 - w/W) (0.71 for A-B), so scale the Huber corner to σ
+        # std is sqrt(1 - w/W) (0.71 for A-B), so scale the Huber corner to σ.
+        # With flux blocks the residuals also hold the spectrum's structure
+        # inside a block, which a robust loss would take for outliers: the
+        # rejection below (on per-column residuals) then does that job alone.
         spread = _residual_spread(data)
         result = least_squares(
             objective.residuals,
             theta,
             jac=objective.jacobian,
             bounds=(lower, upper),
-            loss="huber",
+            loss="huber" if geom.blocks is None else "linear",
             f_scale=settings.huber_scale * float(np.median(spread[data.active])),
             x_scale="jac",
         )
         theta = result.x
+        if result.status <= 0 or np.any(result.active_mask != 0):
+            # a profile held at a bound would otherwise reject the pixels it
+            # cannot reach and creep back inside
+            log.debug("model %s rejected: status %d, at bound", model.names, result.status)
+            return None
         residual_image = np.zeros(cdata.active.shape)
-        residual_image[data.active] = objective.evaluate(theta).residuals
+        residual_image[data.active] = objective.column_residuals(theta)
         with np.errstate(invalid="ignore", divide="ignore"):
             normalised = np.where(data.active, residual_image / spread, 0.0)
         new = clipped | _outlying(normalised, settings.clip_sigma)
         if np.array_equal(new, clipped):
             break
         clipped = new
-    if result.status <= 0 or np.any(result.active_mask != 0):
-        log.debug(
-            "model %s rejected: status %d, at bound %s",
-            model.names,
-            result.status,
-            result.active_mask,
-        )
+    if clipped.sum() > _MAX_CLIPPED * cdata.n_entries:
+        log.debug("model %s rejected: %d pixels clipped", model.names, clipped.sum())
         return None
     jac = objective.jacobian(theta)
     errors = np.sqrt(np.diag(np.linalg.pinv(jac.T @ jac)))
@@ -660,7 +724,7 @@ def _fixed_profile(geom, cdata, centre, s2, outcome, snr, snr_column):
         sigma=np.where(geom.known, np.sqrt(sigma2), np.nan),
         amplitudes=amplitudes,
         amplitude_variance=np.where(has_data, evaluation.block_variance, np.nan),
-        profile=np.where(geom.covered, profile, np.nan),
+        profile=np.where(geom.located, profile, np.nan),
         model=_difference_model(geom, amplitudes, profile),
         clipped=outcome.clipped,
     )
@@ -671,12 +735,18 @@ def _difference_model(geom, amplitudes, profile):
 
     Where ``nod_diff`` formed a difference, the model is built from the same
     exposures (a masked pixel left its exposure out of the reference); elsewhere
-    from every exposure with a flux in that column, as a stand-in for the data.
+    from every exposure that covers the pixel, as a stand-in for the data.  An
+    exposure with no usable pixel in a column still entered the references
+    there: its flux is taken as the other exposures' in that column (or, with
+    none, interpolated from its neighbouring columns).
     """
-    known = np.isfinite(amplitudes)[:, None, :] & geom.covered
-    images = np.where(known, np.nan_to_num(amplitudes)[:, None, :] * profile, np.nan)
-    where_valid = difference_images(images, geom.valid & known, geom.positions)
-    elsewhere = difference_images(images, known, geom.positions)
+    filled = _fill_columns(amplitudes, np.nan)
+    others = np.nanmean(filled, axis=0)
+    filled = np.where(np.isfinite(filled), filled, np.nan_to_num(others)[None, :])
+    images = np.where(geom.located, filled[:, None, :] * profile, np.nan)
+    present = np.isfinite(images)
+    where_valid = difference_images(images, geom.valid & present, geom.positions)
+    elsewhere = difference_images(images, present, geom.positions)
     return np.where(geom.valid, where_valid, elsewhere)
 
 

@@ -114,9 +114,14 @@ class TraceFitStep(NodcombineStep):
             return 0
 
     def _fit_family(self, family, settings):
-        """Fit the groups of one source; force the best fit on the rest. Return the count."""
+        """Fit the groups of one source; force the best fit on the rest. Return the count.
+
+        Everything is fitted before anything is written, so a failure leaves no
+        slit of the family half done.
+        """
         fits = [fit for fit in (self._fit_group(g, settings) for g in family) if fit]
         best = max(fits, key=lambda fit: fit[2].snr, default=None)
+        results = []
         for group, inputs, solution, seconds in fits:
             forced_from = ""
             if self.force_profile and group is not best[0] and best[2].status == "FIT":
@@ -124,7 +129,10 @@ class TraceFitStep(NodcombineStep):
                 forced = transfer_profile(best[2], scale_ratio=ratio, label=best[0].label)
                 solution = _fit(inputs, settings, forced)
                 forced_from = best[0].label
+            results.append((group, inputs, solution, forced_from, seconds))
+        for _, inputs, solution, forced_from, _ in results:
             adapter.write_trace_fit(inputs, solution, forced_from=forced_from)
+        for group, inputs, solution, _, seconds in results:
             self._report(group, inputs, solution, seconds)
         return len(fits)
 
@@ -161,14 +169,22 @@ class TraceFitStep(NodcombineStep):
             seconds,
         )
         if self.save_diagnostics:
-            from nodcombine.plotting import save_trace_fit_figure
+            self._save_figure(group, inputs, solution)
 
-            name = "_".join(str(k) for k in group.key[3:]).replace("/", "-")
-            path = Path(self.output_dir or ".") / f"{name}_trace_fit.png"
+    def _save_figure(self, group, inputs, solution):
+        """Diagnostic PNG of one source; a failure here costs the figure, not the fit."""
+        from nodcombine.plotting import save_trace_fit_figure
+
+        name = "_".join(str(k) for k in group.key[3:]).replace("/", "-")
+        path = Path(self.output_dir or ".") / f"{name}_trace_fit.png"
+        try:
             save_trace_fit_figure(
                 inputs.stack.data, inputs.variance, inputs.along, solution, path, group.label
             )
-            log.info("%s: diagnostic figure %s", group.label, path)
+        except (OSError, ValueError, ImportError) as err:
+            log.warning("%s: no diagnostic figure (%s: %s)", group.label, type(err).__name__, err)
+            return
+        log.info("%s: diagnostic figure %s", group.label, path)
 
 
 def _fit(inputs, settings, forced=None):
