@@ -7,6 +7,7 @@ from helpers import synthetic_trace
 from nodcombine.noddiff import nod_difference
 from nodcombine.profile import pixel_integrated_gaussian, sky_free_exposures
 from nodcombine.tracefit import TraceFitSettings, fit_trace, transfer_profile
+from nodcombine.tracemodel import prepare_trace
 
 
 def test_pixel_integrated_gaussian_sums_to_one_and_derivatives_match():
@@ -257,7 +258,7 @@ def test_scan_finds_an_extended_source_width():
     inputs = synthetic_trace(source_sigma=3.0, coeffs=(0.3,), flux=30.0, seed=13)[0]
     arguments = [inputs[k] for k in ("data", "variance", "valid")]
     arguments += [None] + [inputs[k] for k in ("positions", "along", "wavelength", "sigma_psf")]
-    geom, cdata = tracefit._prepare(*arguments)
+    geom, cdata = prepare_trace(*arguments)
     start, _, _, _ = tracefit._scan(geom, cdata, TraceFitSettings())
     assert start[1] == 9.0  # 3 px squared, from the grid 0, 1, 2, 3 px
 
