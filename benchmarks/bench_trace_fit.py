@@ -101,18 +101,11 @@ def faint_table():
 
 
 def forced_table():
-    from nodcombine import NodDiffStep, TraceFitStep
-    from nodcombine.simulate import simulate_nodded_visit
+    from helpers import prism_and_grating_nods
+    from nodcombine import TraceFitStep
 
     print('\n## 4. Forced profile: PRISM (bright) then G395M (faint), position error 0.04"')
-    prism, prism_truth = simulate_nodded_visit(
-        "nrs_msa_prism", n_points=3, source_peak=0.8, position_error_arcsec=0.04, seed=1
-    )
-    grating, grating_truth = simulate_nodded_visit(
-        "nrs_msa_g395m", n_points=3, source_peak=0.3, position_error_arcsec=0.04, seed=2
-    )
-    truths = [t[0] for t in prism_truth.slits + grating_truth.slits]
-    nod = NodDiffStep.call(prism + grating)
+    nod, truths = prism_and_grating_nods()
     print("| force_profile | disperser | status | max abs dc (px) | median abs dc (px) |")
     print("|---|---|---|---|---|")
     for force in (True, False):
@@ -124,29 +117,8 @@ def forced_table():
             print(f"| {force} | {grating_name} | {status} | {worst:.4f} | {typical:.4f} |")
 
 
-def _pulls(n_points, repeats, flux, shape, settings, draws):
-    from helpers import synthetic_trace
-    from nodcombine.tracefit import fit_trace
-
-    pulls, chi2 = [], []
-    for seed in range(draws):
-        inputs, truth = synthetic_trace(
-            n_points=n_points, repeats=repeats, coeffs=(0.3,), flux=flux, shape=shape, seed=seed
-        )
-        fit = fit_trace(**inputs, settings=settings)
-        if fit.status != "FIT" or not fit.width_free:
-            continue
-        pulls.append(
-            [
-                (fit.coeffs[0] - 0.3) / fit.coeffs_err[0],
-                (fit.source_sigma2 - truth.source_sigma2) / fit.source_sigma2_err,
-            ]
-        )
-        chi2.append(fit.chi2 / fit.dof)
-    return np.array(pulls), np.array(chi2)
-
-
 def calibration_table():
+    from helpers import trace_pulls
     from nodcombine.tracefit import TraceFitSettings
 
     print("\n## 5. Error calibration (kernel, constant offset + width)")
@@ -158,7 +130,9 @@ def calibration_table():
     cases += [(3, 1, 2.0, (25, 340), snr, 200) for snr in (5.0, 0.01)]
     for n_points, repeats, flux, shape, block_snr, draws in cases:
         settings = TraceFitSettings(degree_snr=(1e9, 1e10), block_snr=block_snr)
-        pulls, chi2 = _pulls(n_points, repeats, flux, shape, settings, draws)
+        pulls, chi2, _ = trace_pulls(
+            draws, settings=settings, n_points=n_points, repeats=repeats, flux=flux, shape=shape
+        )
         std, mean = pulls.std(axis=0), pulls.mean(axis=0)
         per_column = {20.0: "12-18", 2.0: "~1.3"}[flux]
         blocks = "on" if block_snr > 1 else "off"

@@ -13,8 +13,10 @@ __all__ = [
     "kernel_arrays",
     "normalised_differences",
     "outlier_recovery",
+    "prism_and_grating_nods",
     "sky_only_z",
     "synthetic_trace",
+    "trace_pulls",
 ]
 
 
@@ -201,6 +203,38 @@ def synthetic_trace(
     return inputs, TraceTruth(tuple(coeffs), source_sigma**2, column_flux, exposures)
 
 
+def trace_pulls(draws, *, settings=None, offset=0.3, **options):
+    """Pulls of a constant offset and of the width² over seeded `synthetic_trace` draws.
+
+    Only fits that end ``FIT`` with a free width count.
+
+    Returns
+    -------
+    pulls : numpy.ndarray, shape (n_counted, 2)
+        ``(fitted − true) / error`` of the offset and of s².
+    chi2 : numpy.ndarray, shape (n_counted,)
+        χ²/dof of each counted fit.
+    counted : float
+        Fraction of the draws counted.
+    """
+    from nodcombine.tracefit import TraceFitSettings, fit_trace
+
+    settings = settings or TraceFitSettings(degree_snr=(1e9, 1e10))
+    pulls, chi2 = [], []
+    for seed in range(draws):
+        inputs, truth = synthetic_trace(coeffs=(offset,), seed=seed, **options)
+        fit = fit_trace(**inputs, settings=settings)
+        if fit.status == "FIT" and fit.width_free and fit.degree == 0:
+            pulls.append(
+                [
+                    (fit.coeffs[0] - offset) / fit.coeffs_err[0],
+                    (fit.source_sigma2 - truth.source_sigma2) / fit.source_sigma2_err,
+                ]
+            )
+            chi2.append(fit.chi2 / fit.dof)
+    return np.array(pulls), np.array(chi2), len(pulls) / draws
+
+
 def fit_simulated_trace(mode, n_points, **options):
     """Simulate a visit, run nod_diff and trace_fit; per exposure: (record, slit, truth)."""
     from nodcombine import NodDiffStep, TraceFitStep
@@ -214,3 +248,34 @@ def fit_simulated_trace(mode, n_points, **options):
         slit = slits_of(model)[0]
         out.append((slit.instance["trace_fit"], slit, slits[0]))
     return out
+
+
+def prism_and_grating_nods(error=0.04):
+    """nod_diff products of one source seen with PRISM (bright) and G395M (faint).
+
+    Both 3-point visits share program, observation, visit and source id, and the
+    source sits ``error`` arcsec from its planned position in both.
+
+    Returns
+    -------
+    nod : ModelContainer
+        Three PRISM then three G395M ``_nod`` exposures.
+    truths : list of SlitTruth
+        The truth of each exposure's slit.
+    """
+    from nodcombine import NodDiffStep
+    from nodcombine.simulate import simulate_nodded_visit
+
+    visits = [
+        simulate_nodded_visit(
+            mode,
+            n_points=3,
+            source_peak=peak,
+            position_error_arcsec=error,
+            seed=seed,
+        )
+        for mode, peak, seed in (("nrs_msa_prism", 0.8, 1), ("nrs_msa_g395m", 0.3, 2))
+    ]
+    models = [model for visit in visits for model in visit[0]]
+    truths = [slits[0] for visit in visits for slits in visit[1].slits]
+    return NodDiffStep.call(models), truths

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from helpers import fit_simulated_trace, synthetic_trace
+from helpers import fit_simulated_trace, trace_pulls
 from nodcombine import NodDiffStep
 from nodcombine.models import group_by_source, trace_inputs
 from nodcombine.simulate import simulate_nodded_visit
@@ -38,28 +38,12 @@ def test_acceptance_grid_centre_and_width(mode, n_points, intra):
 
 @pytest.mark.parametrize(("n_points", "repeats"), [(2, 1), (3, 1), (2, 2), (3, 2)])
 def test_kernel_pulls_and_chi2_many_realisations(n_points, repeats):
-    settings = TraceFitSettings(degree_snr=(1e9, 1e10))
-    pulls, chi2 = [], []
-    for seed in range(400):
-        inputs, truth = synthetic_trace(
-            n_points=n_points,
-            repeats=repeats,
-            coeffs=(0.3,),
-            flux=20.0,
-            shape=(25, 60),
-            seed=seed,
-        )
-        solution = fit_trace(**inputs, settings=settings)
-        pulls.append(
-            [
-                (solution.coeffs[0] - 0.3) / solution.coeffs_err[0],
-                (solution.source_sigma2 - truth.source_sigma2) / solution.source_sigma2_err,
-            ]
-        )
-        chi2.append(solution.chi2 / solution.dof)
+    pulls, chi2, counted = trace_pulls(
+        400, n_points=n_points, repeats=repeats, flux=20.0, shape=(25, 60)
+    )
+    assert counted == 1.0
     # 400 draws: the mean of the pulls is known to 0.05, their std to 0.035,
     # the mean chi2/dof (dof ~1400) to 0.002; the bars are about 4 sigma
-    pulls = np.array(pulls)
     assert np.all(np.abs(pulls.mean(axis=0)) < 0.2)
     assert np.all(np.abs(pulls.std(axis=0) - 1.0) < 0.14)
     assert np.mean(chi2) == pytest.approx(1.0, abs=0.008)
@@ -75,17 +59,8 @@ def test_simulated_visit_centre_pulls():
         )
         nod = NodDiffStep.call(models)
         inputs = trace_inputs(group_by_source(nod)[0][0].members)
-        solution = fit_trace(
-            inputs.stack.data,
-            inputs.variance,
-            inputs.valid,
-            inputs.positions,
-            inputs.along,
-            inputs.stack.wavelengths,
-            inputs.sigma_psf,
-            usable=inputs.usable,
-            settings=TraceFitSettings(degree_snr=(1e9, 1e10)),
-        )
+        settings = TraceFitSettings(degree_snr=(1e9, 1e10))
+        solution = fit_trace(**inputs.fit_arguments(), settings=settings)
         row0, col0, _, n_cols = inputs.stack.windows[0]
         true_offset = truth.slits[0][0].trace_row - (
             inputs.stack.trace_rows[0, col0 : col0 + n_cols] - row0
@@ -97,19 +72,7 @@ def test_simulated_visit_centre_pulls():
 
 def test_low_snr_pulls_with_flux_blocks():
     # S/N 1.3 per column (CEERS 933 has 1.9): 200 draws know the std to 0.05
-    settings = TraceFitSettings(degree_snr=(1e9, 1e10))
-    pulls = []
-    for seed in range(200):
-        inputs, truth = synthetic_trace(coeffs=(0.3,), flux=2.0, shape=(25, 340), seed=seed)
-        solution = fit_trace(**inputs, settings=settings)
-        if solution.status == "FIT" and solution.width_free:
-            pulls.append(
-                [
-                    (solution.coeffs[0] - 0.3) / solution.coeffs_err[0],
-                    (solution.source_sigma2 - truth.source_sigma2) / solution.source_sigma2_err,
-                ]
-            )
-    pulls = np.array(pulls)
-    assert len(pulls) > 150
+    pulls, _, counted = trace_pulls(200, flux=2.0, shape=(25, 340))
+    assert counted > 0.75
     assert np.all(np.abs(pulls.mean(axis=0)) < 0.25)
     assert np.all(np.abs(pulls.std(axis=0) - 1.0) < 0.25)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from stdatamodels.jwst import datamodels
 
-from helpers import fit_simulated_trace
+from helpers import fit_simulated_trace, prism_and_grating_nods
 from nodcombine import NodDiffStep, TraceFitStep
 from nodcombine.simulate import simulate_nodded_visit, write_association
 
@@ -114,14 +114,7 @@ def test_empty_slit_falls_back_and_says_so(caplog):
 
 
 def test_forced_profile_from_prism_to_grating():
-    prism, prism_truth = simulate_nodded_visit(
-        "nrs_msa_prism", n_points=3, source_peak=0.8, position_error_arcsec=0.04, seed=1
-    )
-    grating, grating_truth = simulate_nodded_visit(
-        "nrs_msa_g395m", n_points=3, source_peak=0.3, position_error_arcsec=0.04, seed=2
-    )
-    truths = [t[0] for t in prism_truth.slits + grating_truth.slits]
-    nod = NodDiffStep.call(prism + grating)
+    nod, truths = prism_and_grating_nods()
     forced = TraceFitStep.call(nod)
     free = TraceFitStep.call(nod, force_profile=False)
     prism_record = _record(forced[0].slits[0])

@@ -95,6 +95,19 @@ class TraceInputs:
     sigma_psf: np.ndarray
     instrument: str
 
+    def fit_arguments(self):
+        """Arrays and masks as keyword arguments of `nodcombine.tracefit.fit_trace`."""
+        return {
+            "data": self.stack.data,
+            "variance": self.variance,
+            "valid": self.valid,
+            "positions": self.positions,
+            "along": self.along,
+            "wavelength": self.stack.wavelengths,
+            "sigma_psf": self.sigma_psf,
+            "usable": self.usable,
+        }
+
 
 def nod_diff_problem(container):
     """Why a container cannot be trace-fitted, or None.

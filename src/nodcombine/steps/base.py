@@ -1,11 +1,15 @@
 """Base class of the nodcombine steps."""
 
+import logging
 import re
 
+from jwst.datamodels import ModelContainer
 from jwst.stpipe import Step
 from stpipe.step import get_disable_crds_steppars
 
 __all__ = ["OWN_SUFFIXES", "NodcombineStep"]
+
+log = logging.getLogger(__name__)
 
 #: suffixes of this package's products, replaced (not stacked) by the next step's
 OWN_SUFFIXES = ("nod", "trace")
@@ -22,6 +26,16 @@ class NodcombineStep(Step):
 
     spec = """
     """
+
+    def _skip(self, result, reason):
+        """Log why the step cannot run and mark every model ``SKIPPED``.
+
+        The ``meta.cal_step`` entry is named after the step's alias.
+        """
+        log.warning("SKIPPED %s: %s", self.class_alias, reason)
+        for model in result if isinstance(result, ModelContainer) else [result]:
+            setattr(model.meta.cal_step, self.class_alias, "SKIPPED")
+        return result
 
     @staticmethod
     def get_stpipe_loggers():

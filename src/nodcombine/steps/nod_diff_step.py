@@ -3,7 +3,6 @@
 import logging
 
 import numpy as np
-from jwst.datamodels import ModelContainer
 
 from nodcombine import models as adapter
 from nodcombine.masks import MaskSettings, mask_pixels
@@ -72,12 +71,6 @@ class NodDiffStep(NodcombineStep):
     def default_suffix(self):
         """Suffix of the products: ``nod``."""
         return "nod"
-
-    def _skip(self, result, reason):
-        log.warning("SKIPPED nod_diff: %s", reason)
-        for model in result if isinstance(result, ModelContainer) else [result]:
-            model.meta.cal_step.nod_diff = "SKIPPED"
-        return result
 
     def _difference_group(self, group, exposure_labels):
         """Difference one source; log and return False if it cannot be done."""

@@ -80,12 +80,6 @@ class TraceFitStep(NodcombineStep):
         """Suffix of the products: ``trace``."""
         return "trace"
 
-    def _skip(self, result, reason):
-        log.warning("SKIPPED trace_fit: %s", reason)
-        for model in result if isinstance(result, ModelContainer) else [result]:
-            model.meta.cal_step.trace_fit = "SKIPPED"
-        return result
-
     def _settings(self):
         return TraceFitSettings(
             min_snr=self.min_snr,
@@ -188,15 +182,4 @@ class TraceFitStep(NodcombineStep):
 
 
 def _fit(inputs, settings, forced=None):
-    return fit_trace(
-        inputs.stack.data,
-        inputs.variance,
-        inputs.valid,
-        inputs.positions,
-        inputs.along,
-        inputs.stack.wavelengths,
-        inputs.sigma_psf,
-        usable=inputs.usable,
-        settings=settings,
-        forced=forced,
-    )
+    return fit_trace(**inputs.fit_arguments(), settings=settings, forced=forced)
