@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from nodcombine.tracemodel import rows_at
+
 __all__ = ["save_trace_fit_figure"]
 
 _BIN = 0.25  # pixels per bin of the collapsed profile
@@ -52,13 +54,7 @@ def _image_panel(ax, diff, along, centre, e):
     finite = diff[np.isfinite(diff)]
     limit = np.percentile(np.abs(finite), 99) if finite.size else 1.0
     ax.imshow(diff, origin="lower", aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit)
-    rows = np.arange(diff.shape[0])
-    centre_rows = np.full(centre.size, np.nan)
-    for x in np.flatnonzero(np.isfinite(centre)):
-        ok = np.isfinite(along[:, x])
-        if ok.sum() >= 2:
-            centre_rows[x] = np.interp(centre[x], along[ok, x], rows[ok])
-    ax.plot(centre_rows, color="k", lw=0.8)
+    ax.plot(rows_at(along, centre), color="k", lw=0.8)
     ax.set_ylabel(f"exp {e}: row")
 
 

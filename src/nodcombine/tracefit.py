@@ -19,8 +19,8 @@ likelihood of the nod differences (`nodcombine.profile`), so the negative
 images are the same images seen from the other exposures.
 
 Complexity follows the signal.  The S/N of the source (weighted total flux over
-its error, measured at the best constant offset with the nominal width) picks
-the model (thresholds in `TraceFitSettings`):
+its error, measured at the best point of a scan over constant offsets and a few
+source widths) picks the model (thresholds in `TraceFitSettings`):
 
 ==========================  =======================================
 S/N                          model
@@ -31,10 +31,11 @@ S/N                          model
 ≥ ``degree_snr[k-1]``        offset polynomial of degree k (40, 80)
 ==========================  =======================================
 
-The fit minimises a Huber loss of the whitened residuals with Gaussian priors on
-the offset coefficients and bounds on every parameter, then rejects outlying
-pixels and refits.  A fit that ends on a bound is retried with the nominal
-width, then with lower degrees.
+The fit minimises a Huber loss of the whitened residuals (a plain one when faint
+columns share fluxes in blocks) with Gaussian priors on the offset coefficients
+and bounds on every parameter, then rejects outlying pixels and refits.  A model
+that reaches a bound, or needs more than 3 % of the pixels rejected, is retried
+with the nominal width, then with lower degrees.
 """
 
 import logging
@@ -416,7 +417,7 @@ def _candidate_models(snr, settings):
 
 
 def _fit_model(geom, cdata, model, start, settings):
-    """Fit one model with rejection rounds; None if it ends on a bound."""
+    """Fit one model with rejection rounds; None if it reaches a bound or clips too much."""
     limit = _limit(geom, settings)
     min_s2 = -0.5 * float(np.min(geom.sigma_psf)) ** 2
     lower = [-limit] * (model.degree + 1) + ([min_s2] if model.width_free else [])
@@ -484,12 +485,17 @@ class _Outcome:
     clipped: np.ndarray
 
 
-def _fixed_profile(geom, cdata, centre, s2, outcome, snr, snr_column):
-    """Evaluate a profile with fixed centre (n, nx) and width; build the solution."""
+def _fixed_profile(geom, cdata, centre, s2, outcome, snr=None, snr_column=None):
+    """Evaluate a profile with fixed centre (n, nx) and width; build the solution.
+
+    Without ``snr`` the S/N is measured with this profile.
+    """
     sigma2 = geom.sigma_psf**2 + s2
     profile = profile_images(geom, centre, sigma2)[0]
     data = without_entries(cdata, outcome.clipped)
     evaluation = evaluate_profile(data, profile)
+    if snr is None:
+        snr, snr_column = _snr(evaluation, data)
     has_data = data.active.any(axis=1)
     amplitudes = np.where(has_data, evaluation.amplitudes, np.nan)
     n_params = len(outcome.model.names) if outcome.status == "FIT" else 0
@@ -563,8 +569,4 @@ def _forced_solution(geom, cdata, forced):
     message = f"centre and width forced from {forced.label or 'another fit'}"
     errors = np.full(coeffs.size, np.nan) if forced.coeffs_err is None else forced.coeffs_err
     outcome = _Outcome("FORCED", message, model, coeffs, errors, s2, forced.source_sigma2_err, none)
-    probe = evaluate_profile(
-        cdata, profile_images(geom, centre, geom.sigma_psf**2 + s2)[0]
-    )  # per column
-    snr, snr_column = _snr(probe, cdata)
-    return _fixed_profile(geom, cdata, centre, s2, outcome, snr, snr_column)
+    return _fixed_profile(geom, cdata, centre, s2, outcome)

@@ -35,6 +35,7 @@ __all__ = [
     "prepare_trace",
     "profile_images",
     "residual_spread",
+    "rows_at",
     "without_entries",
 ]
 
@@ -264,13 +265,37 @@ def difference_model(geom, amplitudes, profile):
     from every exposure that covers the pixel, as a stand-in for the data.  An
     exposure with no usable pixel in a column still entered the references
     there: its flux is taken as the other exposures' in that column (or, with
-    none, interpolated from its neighbouring columns).
+    none, interpolated from its neighbouring columns; 0 for an exposure that
+    has no flux anywhere while no other has one either).
     """
-    filled = fill_columns(amplitudes, np.nan)
-    others = np.nanmean(filled, axis=0)
-    filled = np.where(np.isfinite(filled), filled, np.nan_to_num(others)[None, :])
+    filled = fill_columns(amplitudes, 0.0)
     images = np.where(geom.located, filled[:, None, :] * profile, np.nan)
     present = np.isfinite(images)
     where_valid = difference_images(images, geom.valid & present, geom.positions)
     elsewhere = difference_images(images, present, geom.positions)
     return np.where(geom.valid, where_valid, elsewhere)
+
+
+def rows_at(along, value):
+    """Row where the along-slit coordinate equals ``value``, in each column.
+
+    Parameters
+    ----------
+    along : numpy.ndarray, shape (ny, nx)
+        Along-slit coordinate of each pixel, increasing with the row; NaN unknown.
+    value : numpy.ndarray, shape (nx,)
+        Coordinate sought in each column.
+
+    Returns
+    -------
+    numpy.ndarray, shape (nx,)
+        Fractional row; NaN where the column has fewer than two known pixels or
+        ``value`` lies outside them.
+    """
+    rows = np.arange(along.shape[0], dtype=float)
+    out = np.full(along.shape[1], np.nan)
+    for x in np.flatnonzero(np.isfinite(value)):
+        ok = np.isfinite(along[:, x])
+        if ok.sum() >= 2:
+            out[x] = np.interp(value[x], along[ok, x], rows[ok], left=np.nan, right=np.nan)
+    return out

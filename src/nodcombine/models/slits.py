@@ -34,9 +34,11 @@ __all__ = [
     "outlier_pixels",
     "set_exposure_status",
     "set_slit_status",
+    "slit_frame_y",
     "slits_of",
     "stack_source",
     "to_cutout",
+    "to_grid",
     "write_array",
     "write_differences",
 ]
@@ -342,11 +344,8 @@ def _shutter_map(ref):
     wcs = ref.slit.meta.wcs
     if not state or "x" not in state or "slit_frame" not in wcs.available_frames:
         return None
-    ny, nx = ref.slit.data.shape
-    yy, xx = np.mgrid[:ny, :nx]
-    y_slit = np.asarray(wcs.get_transform("detector", "slit_frame")(xx, yy)[1])
     with np.errstate(invalid="ignore"):
-        index = np.rint(y_slit / NIRSPEC_SHUTTER_PITCH) + state.index("x")
+        index = np.rint(slit_frame_y(ref) / NIRSPEC_SHUTTER_PITCH) + state.index("x")
     index = np.where(np.isfinite(index), index, -1).astype(int)
     index[(index < 0) | (index >= len(state))] = -1
     return index
@@ -376,12 +375,11 @@ class _Grid:
 
     def place(self, arrays, fill, dtype):
         """Stack per-member cutout arrays on the grid, kernel orientation."""
-        grid = np.full((len(arrays), self.ny, self.nx), fill, dtype=dtype)
-        for k, (arr, (xs, ys), (h, w)) in enumerate(
-            zip(arrays, self.origins, self.shapes, strict=True)
-        ):
-            grid[k, ys - self.y0 : ys - self.y0 + h, xs - self.x0 : xs - self.x0 + w] = arr
-        return grid.transpose(0, 2, 1) if self.vertical else grid
+        shape = (
+            (len(arrays), self.nx, self.ny) if self.vertical else (len(arrays), self.ny, self.nx)
+        )
+        windows = [self.window(k) for k in range(len(arrays))]
+        return _place(arrays, windows, shape, self.vertical, fill, dtype)
 
     def window(self, k):
         """``(row0, col0, n_rows, n_cols)`` of member ``k`` in kernel orientation."""
@@ -498,6 +496,27 @@ def write_differences(stack, result, *, mask_flags, positions):
         write_array(slit, "dq", np.asarray(slit.dq, dtype=np.uint32) | back(flags, np.uint32))
         slit.instance["nod_position"] = int(positions[k])
         set_slit_status(ref, "COMPLETE")
+
+
+def _place(arrays, windows, shape, vertical, fill, dtype):
+    """Cutout arrays (slit orientation) into their windows of a kernel-orientation grid."""
+    grid = np.full(shape, fill, dtype=dtype)
+    for k, (arr, (row0, col0, n_rows, n_cols)) in enumerate(zip(arrays, windows, strict=True)):
+        grid[k, row0 : row0 + n_rows, col0 : col0 + n_cols] = arr.T if vertical else arr
+    return grid
+
+
+def to_grid(stack, arrays, fill=np.nan, dtype=float):
+    """Per-member cutout arrays on the stack's grid, kernel orientation (see `to_cutout`)."""
+    return _place(arrays, stack.windows, stack.data.shape, stack.transposed, fill, dtype)
+
+
+def slit_frame_y(ref):
+    """``detector -> slit_frame`` y of every pixel of a NIRSpec slit, slit orientation."""
+    ny, nx = ref.slit.data.shape
+    yy, xx = np.mgrid[:ny, :nx]
+    transform = ref.slit.meta.wcs.get_transform("detector", "slit_frame")
+    return np.asarray(transform(xx, yy)[1], dtype=float)
 
 
 def to_cutout(stack, grid, k, dtype=np.float32):

@@ -30,13 +30,16 @@ from nodcombine.models.slits import (
     REF_VARIANCE_ATTRS,
     SourceStack,
     check_member,
+    slit_frame_y,
     slits_of,
     stack_source,
     to_cutout,
+    to_grid,
     write_array,
 )
 from nodcombine.noddiff import VARIANCE_COMPONENTS
 from nodcombine.psf import psf_fwhm_arcsec
+from nodcombine.tracemodel import rows_at
 
 __all__ = [
     "TRACE_FIT_KEY",
@@ -211,7 +214,7 @@ def trace_inputs(members):
         raise ValueError(f"{members[0].label}: no predicted trace from the WCS")
     positions = np.array([_nod_position(ref) for ref in members])
     own = sum(stack.variances.values()) - sum(
-        _place_like(stack, [_extension_array(r, REF_VARIANCE_ATTRS[c]) for r in members])
+        to_grid(stack, [_extension_array(r, REF_VARIANCE_ATTRS[c]) for r in members])
         for c in VARIANCE_COMPONENTS
     )
     # nod_diff wrote NaN wherever it formed no difference
@@ -245,15 +248,6 @@ def _extension_array(ref, name):
     return np.asarray(values, dtype=float)
 
 
-def _place_like(stack, arrays):
-    """Place per-member cutout arrays on the stack's grid."""
-    grid = np.full(stack.data.shape, np.nan)
-    for k, arr in enumerate(arrays):
-        row0, col0, n_rows, n_cols = stack.windows[k]
-        grid[k, row0 : row0 + n_rows, col0 : col0 + n_cols] = arr.T if stack.transposed else arr
-    return grid
-
-
 def _along_slit(ref, stack, trace):
     """Pixels along the slit from the predicted source position, kernel orientation.
 
@@ -267,8 +261,7 @@ def _along_slit(ref, stack, trace):
     if "slit_frame" not in wcs.available_frames:
         n_rows = shape[1] if stack.transposed else shape[0]
         return np.arange(n_rows, dtype=float)[:, None] - trace[None, :]
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    y_slit = np.asarray(wcs.get_transform("detector", "slit_frame")(xx, yy)[1], dtype=float)
+    y_slit = slit_frame_y(ref)
     if stack.transposed:
         y_slit = y_slit.T
     with warnings.catch_warnings():
@@ -366,20 +359,10 @@ def write_trace_fit(inputs, solution, *, forced_from=""):
         row0, col0, n_rows, n_cols = stack.windows[k]
         window = (slice(row0, row0 + n_rows), slice(col0, col0 + n_cols))
         centre = solution.centre[k, window[1]]
-        slit.instance["trace_fit_centre"] = _row_of(inputs.along[k][window], centre)
+        centre_rows = rows_at(inputs.along[k][window], centre)
+        slit.instance["trace_fit_centre"] = centre_rows.astype(np.float32)
         slit.instance["trace_fit_sigma"] = solution.sigma[k, window[1]].astype(np.float32)
         slit.instance[TRACE_FIT_KEY] = fit_record(solution, inputs.pixel_scale[k], forced_from)
-
-
-def _row_of(along, value):
-    """Cutout row (kernel orientation) where ``along`` equals ``value``, per column."""
-    rows = np.arange(along.shape[0], dtype=float)
-    out = np.full(along.shape[1], np.nan, dtype=np.float32)
-    for x in np.flatnonzero(np.isfinite(value)):
-        ok = np.isfinite(along[:, x])
-        if ok.sum() >= 2:
-            out[x] = np.interp(value[x], along[ok, x], rows[ok], left=np.nan, right=np.nan)
-    return out
 
 
 def set_trace_skipped(ref, reason):
