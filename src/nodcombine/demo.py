@@ -6,9 +6,11 @@ Usage::
 
 Without an association, a 3-point-nod PRISM visit of a few slitlets (with
 unflagged cosmic rays, and sources a little off their planned positions) is
-simulated into ``DIR/input``; ``nod_diff`` and ``trace_fit`` write their
-products, and a diagnostic figure per source, to ``DIR/products``.  CRDS is
-put offline unless the environment already says otherwise.
+simulated into ``DIR/input``; the ``nodcombine`` pipeline (``nod_diff``,
+``trace_fit``, ``rectify``, ``optimal_extract_1d``) writes an ``_s2d`` and an
+``_x1d`` per source to ``DIR/products``, with a trace-fit diagnostic and a
+2-D + 1-D figure per source.  CRDS is put offline unless the environment
+already says otherwise.
 """
 
 import argparse
@@ -44,40 +46,34 @@ def _simulate(input_dir):
     return asn
 
 
-def _summarise(products):
-    """One line per slit: valid pixels, robust noise of diff/err, outliers flagged."""
-    from nodcombine.models import outlier_pixels
-
+def _summarise_spectra(x1d):
+    """One line per source: how its profile was fitted and what was extracted."""
     lines = []
-    for model in products:
-        for slit in getattr(model, "slits", [model]):
-            with np.errstate(invalid="ignore", divide="ignore"):
-                z = slit.data / slit.err
-            z = z[np.isfinite(z)]
-            # the median absolute deviation ignores the source traces: ~1 if errors are right
-            robust_std = 1.4826 * np.median(np.abs(z - np.median(z)))
-            lines.append(
-                f"  {model.meta.filename} slit {getattr(slit, 'name', '-')}: "
-                f"{z.size} valid pixels, robust std of diff/err {robust_std:.3f}, "
-                f"{int(outlier_pixels(slit).sum())} outlier pixels flagged"
-            )
-    return "\n".join(lines)
-
-
-def _summarise_traces(products):
-    """One line per source: how its profile was fitted."""
-    lines = []
-    for slit in getattr(products[0], "slits", [products[0]]):
-        record = slit.instance.get("trace_fit") or {}
-        if record.get("status") in (None, "SKIPPED"):
-            lines.append(f"  slit {getattr(slit, 'name', '-')}: {record.get('message', '-')}")
-            continue
+    for spec in x1d.spec:
+        table = spec.spec_table
+        with np.errstate(invalid="ignore", divide="ignore"):
+            snr = np.nanmedian(table["FLUX"] / table["FLUX_ERROR"])
+        extras = spec.instance.get("extract_1d_extras") or {}
         lines.append(
-            f"  slit {getattr(slit, 'name', '-')}: {record['status']:8s} {record['message']}; "
-            f"offset {record['offset_coeffs_pix'][0]:+.2f} px, "
-            f'source sigma {record["source_sigma_arcsec"]:.3f}"'
+            f"  slit {spec.name} source {spec.source_id}: median flux "
+            f"{np.nanmedian(table['FLUX']) * 1e6:8.3f} uJy, median S/N {snr:6.1f}, "
+            f"path loss {np.nanmedian(extras.get('pathloss') or [np.nan]):.3f}"
         )
     return "\n".join(lines)
+
+
+def _figures(products_dir):
+    """A 2-D + 1-D PNG for each source's _s2d/_x1d pair."""
+    from stdatamodels.jwst import datamodels
+
+    from nodcombine.plotting import save_spectrum_figure
+
+    for x1d_path in sorted(products_dir.glob("*_s?????????_x1d.fits")):
+        s2d_path = x1d_path.with_name(x1d_path.name.replace("_x1d", "_s2d"))
+        with datamodels.open(s2d_path) as s2d, datamodels.open(x1d_path) as x1d:
+            png = x1d_path.with_name(x1d_path.stem.replace("_x1d", "_spectrum") + ".png")
+            save_spectrum_figure(s2d.slits[0], x1d.spec[0], png, x1d_path.stem)
+            yield png
 
 
 def main(argv=None):
@@ -89,21 +85,21 @@ def main(argv=None):
 
     if "CRDS_SERVER_URL" not in os.environ:
         configure_offline_crds(args.output_dir / "crds")
-    from nodcombine.steps import NodDiffStep, TraceFitStep
+    from nodcombine.pipelines import NodCombinePipeline
 
     asn = args.association or _simulate(args.output_dir / "input")
     products_dir = args.output_dir / "products"
     products_dir.mkdir(parents=True, exist_ok=True)
-    result = NodDiffStep.call(str(asn), output_dir=str(products_dir), save_results=True)
-    print(f"\nnod_diff products (_nod) written to {products_dir.resolve()}")
-    print("(robust std of diff/err is ~1 on sky; a bright source's traces raise it)")
-    print(_summarise(result))
-    traced = TraceFitStep.call(
-        result, output_dir=str(products_dir), save_results=True, save_diagnostics=True
+    x1d = NodCombinePipeline.call(
+        str(asn),
+        output_dir=str(products_dir),
+        save_results=True,
+        steps={"trace_fit": {"save_diagnostics": True}},
     )
-    print(f"\ntrace_fit products (_trace) and one PNG per source in {products_dir.resolve()}")
-    print("(offset: fitted source position minus the WCS prediction, constant term)")
-    print(_summarise_traces(traced))
+    print(f"\nnodcombine products (_s2d, _x1d per source) in {products_dir.resolve()}")
+    print(_summarise_spectra(x1d))
+    for png in _figures(products_dir):
+        print(f"  figure {png.name}")
     return 0
 
 

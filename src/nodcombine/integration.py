@@ -19,4 +19,7 @@ def get_steps():
     return [
         ("nodcombine.steps.NodDiffStep", "nod_diff", False),
         ("nodcombine.steps.TraceFitStep", "trace_fit", False),
+        ("nodcombine.steps.RectifyStep", "rectify", False),
+        ("nodcombine.steps.OptimalExtract1dStep", "optimal_extract_1d", False),
+        ("nodcombine.pipelines.NodCombinePipeline", "nodcombine", True),
     ]

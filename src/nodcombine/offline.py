@@ -40,6 +40,7 @@ def write_server_config(crds_path, *, context=OFFLINE_CONTEXT):
         "bad_files_list": [],
         "force_remote_mode": False,
         "crds_version": {"str": "offline"},
+        "last_synced": "offline",
         "reference_url": {"checked": {}, "unchecked": {}},
         "mapping_url": {"checked": {}, "unchecked": {}},
     }

@@ -2,11 +2,22 @@
 
 import numpy as np
 
+from nodcombine.rectify import bin_edges
 from nodcombine.tracemodel import rows_at
 
-__all__ = ["save_trace_fit_figure"]
+__all__ = ["save_spectrum_figure", "save_trace_fit_figure"]
 
 _BIN = 0.25  # pixels per bin of the collapsed profile
+
+
+def _pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def save_trace_fit_figure(data, variance, along, solution, path, title=""):
@@ -32,11 +43,7 @@ def save_trace_fit_figure(data, variance, along, solution, path, title=""):
     title : str, optional
         Figure title.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     n_exp = data.shape[0]
     fig, axes = plt.subplots(
         n_exp, 2, figsize=(11, 2.2 * n_exp), squeeze=False, width_ratios=(3, 1)
@@ -78,3 +85,42 @@ def _profile_panel(ax, diff, variance, along, solution, e):
     ax.plot(centres, data - model, "-", lw=0.6, label="residual")
     ax.set_xlabel("pixels from predicted position")
     ax.legend(fontsize=6)
+
+
+def save_spectrum_figure(slit, spec, path, title):
+    """The rectified 2-D spectrum of one source above its 1-D spectrum with errors.
+
+    Parameters
+    ----------
+    slit : SlitModel
+        A rectified slit (``_s2d``).
+    spec : SpecModel
+        Its extracted spectrum (``_x1d``).
+    path : str or pathlib.Path
+        PNG to write.
+    title : str
+        Figure title.
+    """
+    plt = _pyplot()
+    table = spec.spec_table
+    wave = np.asarray(table["WAVELENGTH"], dtype=float)
+    data = np.asarray(slit.data, dtype=float)
+    finite = data[np.isfinite(data)]
+    scale = np.percentile(np.abs(finite), 99) if finite.size else 1.0
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True, height_ratios=(1, 1.6))
+    offset0 = (slit.instance.get("rectify") or {}).get("offset0_pix", 0.0)
+    rows = offset0 - 0.5 + np.arange(data.shape[0] + 1)
+    # the PRISM grid is not uniform: draw each bin between its edges
+    top.pcolormesh(bin_edges(wave), rows, data, cmap="RdBu_r", vmin=-scale, vmax=scale)
+    top.set_ylabel("offset (pixels)")
+    top.set_title(title)
+    flux = np.asarray(table["FLUX"], dtype=float) * 1e6
+    error = np.asarray(table["FLUX_ERROR"], dtype=float) * 1e6
+    bottom.fill_between(wave, flux - error, flux + error, step="mid", color="0.75", lw=0)
+    bottom.step(wave, flux, where="mid", color="k", lw=0.8)
+    bottom.axhline(0.0, color="0.5", lw=0.5)
+    bottom.set_xlabel("wavelength (µm)")
+    bottom.set_ylabel("flux (µJy)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -7,35 +7,22 @@ from jwst.datamodels import ModelContainer
 from jwst.stpipe import Step
 from stpipe.step import get_disable_crds_steppars
 
-__all__ = ["OWN_SUFFIXES", "NodcombineStep"]
+__all__ = ["OWN_SUFFIXES", "NodcombineMixin", "NodcombineStep"]
 
 log = logging.getLogger(__name__)
 
 #: suffixes of this package's products, replaced (not stacked) by the next step's
-OWN_SUFFIXES = ("nod", "trace")
+OWN_SUFFIXES = ("nod", "trace", "s2d", "x1d")
 
 _OWN_SUFFIX_REGEX = re.compile(rf"^(?P<root>.+?)[_-]({'|'.join(OWN_SUFFIXES)})$")
 
 
-class NodcombineStep(Step):
-    """A `jwst.stpipe.Step` whose package logger reaches the stpipe log.
+class NodcombineMixin:
+    """What the package's steps and pipelines share (mixed in before `Step`/`Pipeline`).
 
     stpipe only configures the loggers a step names; without ``nodcombine`` in
     that list the INFO lines of this package would vanish.
     """
-
-    spec = """
-    """
-
-    def _skip(self, result, reason):
-        """Log why the step cannot run and mark every model ``SKIPPED``.
-
-        The ``meta.cal_step`` entry is named after the step's alias.
-        """
-        log.warning("SKIPPED %s: %s", self.class_alias, reason)
-        for model in result if isinstance(result, ModelContainer) else [result]:
-            setattr(model.meta.cal_step, self.class_alias, "SKIPPED")
-        return result
 
     @staticmethod
     def get_stpipe_loggers():
@@ -73,3 +60,20 @@ class NodcombineStep(Step):
         """
         match = _OWN_SUFFIX_REGEX.match(name)
         return super().remove_suffix(match.group("root") if match else name)
+
+
+class NodcombineStep(NodcombineMixin, Step):
+    """A `jwst.stpipe.Step` of this package (see `NodcombineMixin`)."""
+
+    spec = """
+    """
+
+    def _skip(self, result, reason):
+        """Log why the step cannot run and mark every model ``SKIPPED``.
+
+        The ``meta.cal_step`` entry is named after the step's alias.
+        """
+        log.warning("SKIPPED %s: %s", self.class_alias, reason)
+        for model in result if isinstance(result, ModelContainer) else [result]:
+            setattr(model.meta.cal_step, self.class_alias, "SKIPPED")
+        return result

@@ -1,0 +1,264 @@
+"""Optimal (Horne 1986) extraction of rectified spectra, and its Cramér–Rao bound.
+
+Pure numpy.  Images are ``(n_offset, n_wave)``: cross-dispersion first.
+
+The estimator.  Bin ``i`` of a wavelength column has expectation ``F · P_i``,
+with ``P_i`` the fraction of the source's flux that the bin holds (the
+rectified profile, `nodcombine.rectify`) and variance ``V_i``.  The
+minimum-variance linear unbiased estimate of ``F`` from the usable bins is
+
+    F̂ = Σ_i P_i R_i / V_i  /  Σ_i P_i² / V_i,
+    Var(F̂) = Σ_i a_i² V_i = 1 / Σ_i P_i² / V_i,   a_i = (P_i / V_i) / Σ_j P_j² / V_j,
+
+Horne's equations (8)–(9).  Because ``P`` is the fraction of the total, a
+masked bin simply drops out of both sums: the estimate stays one of the total
+flux, which is what Horne's renormalisation of the profile over the good pixels
+achieves.  Each variance component is propagated with the same coefficients
+``a_i``, so ``FLUX_VAR_POISSON + FLUX_VAR_RNOISE + FLUX_VAR_FLAT`` is the total.
+
+The bound.  `flux_information` gives the Fisher information on ``F`` of the
+exposures themselves, each pixel having a free sky: no unbiased estimator from
+the same pixels can have a smaller variance than its inverse.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from nodcombine.noddiff import VARIANCE_COMPONENTS
+from nodcombine.profile import pixel_integrated_gaussian
+
+__all__ = [
+    "OptimalSpectrum",
+    "RectifiedProfileFit",
+    "fit_rectified_profile",
+    "flux_information",
+    "optimal_extract",
+    "window_bins",
+]
+
+
+@dataclass(frozen=True)
+class OptimalSpectrum:
+    """Flux per wavelength bin from optimal extraction.
+
+    Attributes
+    ----------
+    flux : numpy.ndarray, shape (n_wave,)
+        Estimated total flux of each column, in the data unit times pixels; NaN
+        where no usable bin carries profile.
+    variances : dict of str to numpy.ndarray
+        Variance of ``flux`` per component (`VARIANCE_COMPONENTS`).
+    npixels : numpy.ndarray of int
+        Bins that entered each column's estimate.
+    profile_used : numpy.ndarray
+        Sum of the profile over those bins: the fraction of the source's light
+        the estimate rests on (1 when nothing is masked and the window holds
+        the whole profile).
+    model : numpy.ndarray, shape (n_offset, n_wave)
+        ``F̂ · P`` over the window.
+    """
+
+    flux: np.ndarray
+    variances: dict
+    npixels: np.ndarray
+    profile_used: np.ndarray
+    model: np.ndarray
+
+    @property
+    def variance(self):
+        """Total variance of ``flux``."""
+        return sum(self.variances.values())
+
+    @property
+    def error(self):
+        """1σ error of ``flux``."""
+        return np.sqrt(self.variance)
+
+
+def optimal_extract(data, variances, profile, usable, *, min_profile=1e-3):
+    """Horne optimal extraction of each wavelength column.
+
+    Parameters
+    ----------
+    data : numpy.ndarray, shape (n_offset, n_wave)
+        Rectified image.
+    variances : dict of str to numpy.ndarray, shape (n_offset, n_wave)
+        Its variance components.
+    profile : numpy.ndarray, shape (n_offset, n_wave)
+        Fraction of the column's source flux in each bin.
+    usable : numpy.ndarray of bool, shape (n_offset, n_wave)
+        Bins to use (inside the extraction window, not flagged).
+    min_profile : float, optional
+        A column whose usable bins hold less than this fraction of the profile
+        gets no estimate (NaN).
+
+    Returns
+    -------
+    OptimalSpectrum
+    """
+    data = np.asarray(data, dtype=float)
+    total = sum(np.asarray(variances[c], dtype=float) for c in VARIANCE_COMPONENTS)
+    profile = np.asarray(profile, dtype=float)
+    with np.errstate(invalid="ignore"):
+        use = (
+            np.asarray(usable, bool)
+            & np.isfinite(data)
+            & np.isfinite(total)
+            & (total > 0)
+            & np.isfinite(profile)
+            & (profile > 0)
+        )
+    inverse = np.where(use, 1.0 / np.where(use, total, 1.0), 0.0)
+    p = np.where(use, profile, 0.0)
+    information = (p**2 * inverse).sum(axis=0)
+    profile_used = p.sum(axis=0)
+    extracted = (profile_used >= min_profile) & (information > 0)
+    norm = np.where(extracted, information, 1.0)
+    coefficients = p * inverse / norm
+    flux = np.where(extracted, (coefficients * np.where(use, data, 0.0)).sum(axis=0), np.nan)
+    out_var = {}
+    for c in VARIANCE_COMPONENTS:
+        component = np.where(use, np.asarray(variances[c], dtype=float), 0.0)
+        out_var[c] = np.where(extracted, (coefficients**2 * component).sum(axis=0), np.nan)
+    model = np.where(use & extracted, p * np.where(extracted, flux, 0.0), 0.0)
+    return OptimalSpectrum(
+        flux=flux,
+        variances=out_var,
+        npixels=use.sum(axis=0),
+        profile_used=profile_used,
+        model=model,
+    )
+
+
+def flux_information(profiles, variances):
+    """Fisher information on a source's flux in each pixel, the sky free per pixel.
+
+    Exposure ``j`` at a pixel measures ``κ + F P_j`` with variance ``V_j``
+    (``κ`` the sky, common to the exposures; ``F`` the flux).  Profiling out
+    ``κ`` leaves, for that pixel,
+
+        I = Σ_j P_j² / V_j − (Σ_j P_j / V_j)² / Σ_j 1 / V_j,
+
+    and the information of a set of pixels that see the same ``F`` is the sum.
+    ``1 / I`` is the Cramér–Rao bound on ``Var(F̂)`` for any unbiased estimator
+    from the exposures (differences are functions of them, so nothing computed
+    from the differences can beat it).
+
+    Parameters
+    ----------
+    profiles : numpy.ndarray, shape (n_exp, ny, nx)
+        True fraction of the flux in each pixel of each exposure.
+    variances : numpy.ndarray, shape (n_exp, ny, nx)
+        True variance of each exposure's pixel (NaN or 0: pixel not observed).
+
+    Returns
+    -------
+    numpy.ndarray, shape (ny, nx)
+        Information per detector pixel.
+    """
+    profiles = np.asarray(profiles, dtype=float)
+    variances = np.asarray(variances, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        observed = np.isfinite(variances) & (variances > 0) & np.isfinite(profiles)
+        inverse = np.where(observed, 1.0 / np.where(observed, variances, 1.0), 0.0)
+    p = np.where(observed, profiles, 0.0)
+    s_pp = (p**2 * inverse).sum(axis=0)
+    s_p = (p * inverse).sum(axis=0)
+    s_1 = inverse.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(s_1 > 0, s_pp - s_p**2 / np.where(s_1 > 0, s_1, 1.0), 0.0)
+
+
+def window_bins(offset, shape, *, half_width):
+    """Bins within ``half_width`` pixels of the source, as a boolean image.
+
+    Parameters
+    ----------
+    offset : numpy.ndarray, shape (n_offset,)
+        Pixels along the slit from the source, per row.
+    shape : tuple
+        ``(n_offset, n_wave)``.
+    half_width : float
+        Largest accepted ``|offset|``.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape ``shape``
+    """
+    inside = np.abs(np.asarray(offset, dtype=float)) <= half_width
+    return np.broadcast_to(inside[:, None], shape)
+
+
+@dataclass(frozen=True)
+class RectifiedProfileFit:
+    """Gaussian profile fitted to a rectified image without one.
+
+    Attributes
+    ----------
+    centre, sigma : float
+        Row offset of the centre and Gaussian width, pixels.
+    profile : numpy.ndarray, shape (n_offset, n_wave)
+        Pixel-integrated unit Gaussian, the same in every column.
+    """
+
+    centre: float
+    sigma: float
+    profile: np.ndarray
+
+
+def fit_rectified_profile(data, variance, offset):
+    """Fit one Gaussian (centre, width) to the inverse-variance mean spatial profile.
+
+    For a stock jwst ``_s2d`` that carries no profile: the columns are averaged
+    with inverse-variance weights and a pixel-integrated Gaussian plus a constant
+    is fitted to the positive source.
+
+    Parameters
+    ----------
+    data, variance : numpy.ndarray, shape (n_offset, n_wave)
+        Rectified image and its total variance.
+    offset : numpy.ndarray, shape (n_offset,)
+        Nominal row offsets (the fit starts at the brightest row).
+
+    Returns
+    -------
+    RectifiedProfileFit
+
+    Raises
+    ------
+    ValueError
+        If no row has data or the mean profile has no positive peak.
+    """
+    data = np.asarray(data, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        good = np.isfinite(data) & np.isfinite(variance) & (variance > 0)
+        weight = np.where(good, 1.0 / np.where(good, variance, 1.0), 0.0)
+        row_weight = weight.sum(axis=1)
+        mean = np.where(good, data, 0.0) * weight
+        collapsed = mean.sum(axis=1) / np.where(row_weight > 0, row_weight, 1.0)
+        row_error = 1.0 / np.sqrt(np.where(row_weight > 0, row_weight, np.inf))
+    rows = row_weight > 0
+    if rows.sum() < 4 or not np.any(collapsed[rows] > 0):
+        raise ValueError("the rectified image has no positive source to fit a profile to")
+    x = np.asarray(offset, dtype=float)[rows]
+    y, e = collapsed[rows], row_error[rows]
+    start = x[np.argmax(y)]
+
+    def residuals(p):
+        amplitude, centre, sigma, level = p
+        return (amplitude * pixel_integrated_gaussian(x, centre, sigma)[0] + level - y) / e
+
+    fit = least_squares(
+        residuals,
+        [y.max() * 2.5, start, 1.0, 0.0],
+        bounds=([0, x.min(), 0.2, -np.inf], [np.inf, x.max(), x.ptp() / 2 + 1, np.inf]),
+    )
+    _, centre, sigma, _ = fit.x
+    profile = pixel_integrated_gaussian(np.asarray(offset, float), centre, sigma)[0]
+    return RectifiedProfileFit(
+        centre=float(centre),
+        sigma=float(sigma),
+        profile=np.broadcast_to(profile[:, None], data.shape).copy(),
+    )

@@ -1,0 +1,80 @@
+"""Profile-based point-source path loss through a slit.
+
+Pure numpy/scipy.  The extraction measures the whole profile along the slit
+(the fitted Gaussian extends over bars and beyond the cutout, and the rectified
+profile is the fraction of the total), so the light a slit loses is the part of
+the image that falls outside its open width *across* the slit.  For a Gaussian
+image of width ``σ`` centred ``x₀`` from the middle of an opening of width ``w``
+the transmitted fraction is
+
+    f = Φ((w/2 − x₀) / σ) − Φ((−w/2 − x₀) / σ),
+
+``Φ`` the standard normal distribution function.  ``σ`` is the fitted width
+along the slit (the PSF width in quadrature with the source's), taken to be the
+same across it; ``x₀`` is the planned intra-shutter position.
+
+The geometry (`SLIT_OPEN_WIDTH_ARCSEC`): NIRSpec MSA shutters are open over
+0.20″ of their 0.27″ pitch across the dispersion direction (Ferruit et al. 2022,
+A&A 661, A81), the fixed slits are 0.2″ (S200A1, S200A2, S200B1), 0.4″ (S400A1)
+and 1.6″ (S1600A1) wide (Jakobsen et al. 2022, A&A 661, A80), and the MIRI LRS
+slit is 0.51″ wide (Kendrew et al. 2015, PASP 127, 623).
+
+A Gaussian has no diffraction wings: the real NIRSpec PSF loses more light at
+long wavelengths than this model (see docs/optimal_extract_1d.md).
+"""
+
+import numpy as np
+from scipy.special import ndtr
+
+__all__ = [
+    "NIRSPEC_MSA_PITCH_ARCSEC",
+    "SLIT_OPEN_WIDTH_ARCSEC",
+    "slit_transmission",
+]
+
+#: shutter pitch across the dispersion direction (the open part is 0.20″)
+NIRSPEC_MSA_PITCH_ARCSEC = 0.27
+
+#: open width across the dispersion direction, arcsec, by slit kind or name
+SLIT_OPEN_WIDTH_ARCSEC = {
+    "NRS_MSASPEC": 0.20,
+    "S200A1": 0.20,
+    "S200A2": 0.20,
+    "S200B1": 0.20,
+    "S400A1": 0.40,
+    "S1600A1": 1.60,
+    "MIR_LRS-FIXEDSLIT": 0.51,
+}
+
+
+def slit_transmission(sigma_arcsec, x_offset_arcsec, width_arcsec):
+    """Fraction of a Gaussian image that a slit of the given width transmits.
+
+    Parameters
+    ----------
+    sigma_arcsec : array_like
+        Gaussian sigma of the image, arcsec (per wavelength).
+    x_offset_arcsec : float
+        Image centre from the middle of the opening, across the slit, arcsec.
+    width_arcsec : float
+        Open width of the slit, arcsec.
+
+    Returns
+    -------
+    numpy.ndarray
+        Transmitted fraction, 0 … 1; NaN where ``sigma_arcsec`` is not positive.
+
+    Raises
+    ------
+    ValueError
+        If ``width_arcsec`` is not positive.
+    """
+    if not width_arcsec > 0:
+        raise ValueError(f"width_arcsec must be > 0, got {width_arcsec}")
+    sigma = np.asarray(sigma_arcsec, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        good = np.isfinite(sigma) & (sigma > 0)
+        s = np.where(good, sigma, 1.0)
+        upper = (0.5 * width_arcsec - x_offset_arcsec) / s
+        lower = (-0.5 * width_arcsec - x_offset_arcsec) / s
+    return np.where(good, ndtr(upper) - ndtr(lower), np.nan)

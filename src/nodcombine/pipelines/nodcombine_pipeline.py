@@ -1,0 +1,70 @@
+"""NodCombinePipeline: nod differences to calibrated 1-D spectra."""
+
+import logging
+from pathlib import Path
+from typing import ClassVar
+
+from jwst.stpipe import Pipeline
+
+from nodcombine import models as adapter
+from nodcombine.steps import NodDiffStep, OptimalExtract1dStep, RectifyStep, TraceFitStep
+from nodcombine.steps.base import NodcombineMixin
+
+__all__ = ["NodCombinePipeline"]
+
+log = logging.getLogger(__name__)
+
+
+class NodCombinePipeline(NodcombineMixin, Pipeline):
+    """``nod_diff → trace_fit → rectify → optimal_extract_1d`` on one nodded visit.
+
+    Saves, per source, an ``_s2d`` (the rectified slit) and an ``_x1d`` (its
+    spectrum) named like ``calwebb_spec3`` products
+    (``<product>_s000000933_s2d.fits``), and returns the ``_x1d`` of all sources.
+    """
+
+    class_alias = "nodcombine"
+
+    spec = """
+    save_sources = boolean(default=True)  # with save_results: write an _s2d and _x1d per source
+    """
+
+    step_defs: ClassVar[dict] = {
+        "nod_diff": NodDiffStep,
+        "trace_fit": TraceFitStep,
+        "rectify": RectifyStep,
+        "optimal_extract_1d": OptimalExtract1dStep,
+    }
+
+    def process(self, input_data):
+        """Run the chain.
+
+        Parameters
+        ----------
+        input_data : str, list or ModelContainer
+            A spec3 association or the ``_cal`` products of one visit.
+
+        Returns
+        -------
+        MultiSpecModel
+            One spectrum per source.
+        """
+        nod = self.nod_diff.run(input_data)
+        product = adapter.product_name(nod)
+        trace = self.trace_fit.run(nod)
+        s2d = self.rectify.run(trace)
+        x1d = self.optimal_extract_1d.run(s2d)
+        if self.save_results and self.save_sources:
+            self._save_sources(product, s2d, x1d)
+        return x1d
+
+    def _save_sources(self, product, s2d, x1d):
+        for name, model in adapter.per_source_products(product, s2d, x1d):
+            path = Path(self.output_dir or ".") / f"{name}.fits"
+            model.meta.filename = path.name
+            model.save(path)
+            log.info("saved %s", path)
+
+    def default_suffix(self):
+        """Suffix of the returned product: ``x1d``."""
+        return "x1d"
