@@ -117,7 +117,7 @@ def build_exposure_model(mode, i, position, offset, n_points, exposure):
         slit.source_id = entry["truth"].source_id
         slit.source_name = f"9999_{slit.source_id}"
         slit.source_type = "POINT"
-        slit.source_xpos = 0.0
+        slit.source_xpos = float(entry["source_xpos"])
         slit.source_ypos = float(entry["source_ypos"])
         slit.source_ra = entry["ra"]
         slit.source_dec = entry["dec"]

@@ -34,6 +34,7 @@ from nodcombine.simwcs import miri_slit_wcs, nirspec_slit_wcs
 
 __all__ = [
     "MODES",
+    "SLIT_WIDTH_ARCSEC",
     "InstrumentMode",
     "NodTruth",
     "SlitTruth",
@@ -111,6 +112,14 @@ class InstrumentMode:
         """Detector rows per slit unit."""
         return self.slit_unit_arcsec / self.pixel_scale
 
+
+#: open width across the slit, arcsec (NIRSpec MSA 0.20″ of a 0.27″ pitch; S200A1; MIRI LRS)
+SLIT_WIDTH_ARCSEC = {
+    "nrs_msa_prism": 0.20,
+    "nrs_msa_g395m": 0.20,
+    "nrs_fs_prism": 0.20,
+    "miri_lrs": 0.51,
+}
 
 MODES = {
     "nrs_msa_prism": InstrumentMode(
@@ -249,6 +258,9 @@ class SlitTruth:
         True Gaussian sigma of the profile, pixels.
     column_flux : numpy.ndarray, shape (n_dispersion,)
         Source signal summed over the slit, data units (MJy/sr) times pixels.
+    total_flux : numpy.ndarray, shape (n_dispersion,)
+        The same before the slit's loss across its width (``slit_loss``); equal
+        to ``column_flux`` without it.
     wavelength : numpy.ndarray, shape (n_dispersion,)
         Wavelength of each dispersion pixel, micron.
     cosmic_rays : numpy.ndarray of bool, shape of the cutout (data orientation)
@@ -264,6 +276,7 @@ class SlitTruth:
     trace_row: np.ndarray
     sigma_pix: np.ndarray
     column_flux: np.ndarray
+    total_flux: np.ndarray
     wavelength: np.ndarray
     cosmic_rays: np.ndarray
     cosmic_ray_excess: np.ndarray
@@ -398,6 +411,8 @@ def simulate_nodded_visit(
     source_sigma_arcsec=0.0,
     position_error_arcsec=0.0,
     trace_wobble_pix=(),
+    source_xpos=0.0,
+    slit_loss=False,
     emission_lines=True,
     sky_scale=1.0,
     noise=True,
@@ -441,6 +456,13 @@ def simulate_nodded_visit(
         true trace from the predicted one, in pixels along the slit (towards
         increasing cutout row, or column for MIRI LRS), of the wavelength scaled
         to −1 … 1 over the mode's range; the same in every slit and exposure.
+    source_xpos : float
+        Planned (and true) source position across the slit, in slit widths from
+        its middle (jwst's ``source_xpos``), the same for every slit.
+    slit_loss : bool
+        Remove the light a Gaussian image of the source's width, at
+        ``source_xpos``, loses outside the slit's open width (`SLIT_WIDTH_ARCSEC`),
+        integrated numerically; the truth keeps the flux before the loss.
     emission_lines : bool
         Add three emission lines to the continuum.
     sky_scale : float
@@ -493,6 +515,8 @@ def simulate_nodded_visit(
             "width": widths[k],
             "error": errors[k],
             "wobble": tuple(trace_wobble_pix),
+            "xpos": float(source_xpos),
+            "slit_loss": bool(slit_loss),
             "lines": emission_lines,
             "sky_scale": sky_scale,
             "noise": noise,
@@ -544,6 +568,7 @@ def _simulate_slit(mode, k, offsets, opt, rng):
     fwhm = psf_fwhm_arcsec(mode.instrument, wave)
     sigma_pix = np.hypot(fwhm / 2.3548, opt["width"]) / mode.pixel_scale
     spectrum = _source_spectrum(wave, opt["lines"], rng)
+    kept = _slit_fraction(mode, sigma_pix * mode.pixel_scale, opt) if opt["slit_loss"] else 1.0
     mid = n_cols // 2
     peak_fraction = _pixel_integrated_gaussian(np.array([0.0]), 0.0, sigma_pix[mid])[0]
     amplitude = opt["peak"] / (spectrum[mid] * peak_fraction)
@@ -567,7 +592,7 @@ def _simulate_slit(mode, k, offsets, opt, rng):
     for i, offset in enumerate(offsets):
         src_row = mid_row - true_intra / mode.pixel_scale + offset / mode.pixel_scale + wobble
         profile = _pixel_integrated_gaussian(rows, src_row[None, :], sigma_pix[None, :])
-        source = amplitude * spectrum[None, :] * profile
+        source = amplitude * (spectrum * kept)[None, :] * profile
         scene = np.where(light, sky + source, 0.0)
         if failed_band is not None:
             leak = rng.uniform(0.5, 3.0) * sky_hi * np.exp(-0.5 * ((wave - wave.mean()) / 1.0) ** 2)
@@ -586,6 +611,7 @@ def _simulate_slit(mode, k, offsets, opt, rng):
                 arrays,
                 src_row,
                 amplitude * spectrum * np.where(light, profile, 0).sum(axis=0),
+                kept,
             )
         )
     return entries
@@ -625,7 +651,15 @@ def _noisy_exposure(mode, scene, bar, illuminated, opt, rng):
     return out
 
 
-def _cut_out(mode, k, offset, opt, origin, geometry, arrays, src_row, column_flux):
+def _slit_fraction(mode, sigma_arcsec, opt):
+    """Fraction of a Gaussian image inside the open width, by numerical quadrature."""
+    width = SLIT_WIDTH_ARCSEC[mode.name]
+    x = np.linspace(-0.5 * width, 0.5 * width, 2001)[:, None] - opt["xpos"] * width
+    density = np.exp(-0.5 * (x / sigma_arcsec[None, :]) ** 2) / (np.sqrt(2 * np.pi) * sigma_arcsec)
+    return np.trapezoid(density, dx=width / 2000, axis=0)
+
+
+def _cut_out(mode, k, offset, opt, origin, geometry, arrays, src_row, column_flux, kept=1.0):
     """Cut one exposure's window of slit ``k`` to its cutout; attach WCS and truth.
 
     ``geometry`` holds what the exposures of a slit share: ``wave``, ``bar``,
@@ -658,13 +692,14 @@ def _cut_out(mode, k, offset, opt, origin, geometry, arrays, src_row, column_flu
         # the MIRI slit runs along detector x and disperses along y: transpose
         out = {key: (val.T if isinstance(val, np.ndarray) else val) for key, val in out.items()}
         out["source_ypos"] = along / mode.slit_unit_arcsec
-    out.update(origin=(ox, oy), ra=ra, dec=dec)
+    out.update(origin=(ox, oy), ra=ra, dec=dec, source_xpos=opt["xpos"])
     truth = SlitTruth(
         name=slit_name(mode, k),
         source_id=1000 + k,
         trace_row=src_row[ox : ox + nx] - oy,
         sigma_pix=sigma_pix[ox : ox + nx],
-        column_flux=column_flux[ox : ox + nx],
+        column_flux=(column_flux * kept)[ox : ox + nx],
+        total_flux=column_flux[ox : ox + nx],
         wavelength=wave[ox : ox + nx],
         cosmic_rays=out.pop("cr"),
         cosmic_ray_excess=out.pop("cr_signal"),
