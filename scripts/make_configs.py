@@ -9,7 +9,7 @@ from pathlib import Path
 
 import asdf
 
-__all__ = ["CONFIGS", "config_tree", "main"]
+__all__ = ["CONFIGS", "config_tree", "main", "pipeline_tree"]
 
 _MODES = {
     "nrs_msaspec": ("NIRSPEC", "NRS_MSASPEC"),
@@ -54,6 +54,9 @@ CONFIGS = {
     ("TraceFitStep", "trace_fit", "miri_lrs"): _TRACE_FIT_COMMON
     | {"max_offset": 3.0, "max_source_sigma": 10.0},
 }
+for _mode in _MODES:
+    CONFIGS[("RectifyStep", "rectify", _mode)] = {"weight_type": "ivm", "linear_grid": "auto"}
+    CONFIGS[("OptimalExtract1dStep", "optimal_extract_1d", _mode)] = {"apply_pathloss": True}
 
 
 def config_tree(step_class, step_name, mode, parameters):
@@ -81,6 +84,20 @@ def config_tree(step_class, step_name, mode, parameters):
     }
 
 
+def pipeline_tree(mode):
+    """The ASDF tree of the ``nodcombine`` pipeline for one mode: its steps' files inline."""
+    tree = config_tree("NodCombinePipeline", "nodcombine", mode, {"save_sources": True})
+    tree["class"] = "nodcombine.pipelines.NodCombinePipeline"
+    tree["steps"] = [
+        config_tree(step_class, step_name, mode, parameters)
+        for (step_class, step_name, step_mode), parameters in CONFIGS.items()
+        if step_mode == mode
+    ]
+    for step in tree["steps"]:
+        del step["meta"]
+    return tree
+
+
 def main(directory="config"):
     """Write every parameter file into ``directory``."""
     directory = Path(directory)
@@ -88,6 +105,8 @@ def main(directory="config"):
     for (step_class, step_name, mode), parameters in CONFIGS.items():
         tree = config_tree(step_class, step_name, mode, parameters)
         asdf.AsdfFile(tree).write_to(directory / f"{step_name}_{mode}.asdf")
+    for mode in _MODES:
+        asdf.AsdfFile(pipeline_tree(mode)).write_to(directory / f"nodcombine_{mode}.asdf")
 
 
 if __name__ == "__main__":

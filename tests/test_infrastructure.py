@@ -10,6 +10,7 @@ from pathlib import Path
 import asdf
 import pytest
 
+import nodcombine.pipelines
 import nodcombine.steps
 from nodcombine import integration
 from nodcombine.simulate import simulate_nodded_visit, write_association, write_visit
@@ -23,7 +24,7 @@ STPIPE = Path(sys.executable).with_name("stpipe")
 def test_entry_point_lists_every_step():
     (entry,) = [e for e in entry_points(group="stpipe.steps") if e.name == "nodcombine"]
     registered = {path.rsplit(".", 1)[1] for path, _, _ in entry.load()()}
-    assert registered == set(nodcombine.steps.__all__)
+    assert registered == set(nodcombine.steps.__all__) | set(nodcombine.pipelines.__all__)
 
 
 def test_integration_module_imports_nothing():
@@ -89,6 +90,9 @@ def test_stpipe_list_finds_our_steps(tmp_path):
     output = _run([str(STPIPE), "list", "nodcombine.*"], tmp_path)
     assert "nodcombine.steps.NodDiffStep (nod_diff)" in output
     assert "nodcombine.steps.TraceFitStep (trace_fit)" in output
+    assert "nodcombine.steps.RectifyStep (rectify)" in output
+    assert "nodcombine.steps.OptimalExtract1dStep (optimal_extract_1d)" in output
+    assert "nodcombine.pipelines.NodCombinePipeline (nodcombine)" in output
 
 
 def test_config_files_are_what_the_generator_writes(tmp_path):
@@ -160,3 +164,23 @@ def test_strun_trace_fit_on_nod_products(small_visit, tmp_path):
     assert "min_snr: 12.0" in output
     assert "trace_fit: 2 of 2 sources fitted" in output
     assert len(list(tmp_path.glob("*_trace.fits"))) == 2
+
+
+def test_strun_nodcombine_pipeline_with_config_and_step_parameter(small_visit, tmp_path):
+    config = REPO / "config" / "nodcombine_nrs_msaspec.asdf"
+    output = _run(
+        [
+            str(STRUN),
+            str(config),
+            str(small_visit),
+            "--steps.optimal_extract_1d.apply_pathloss=False",
+            "--steps.rectify.weight_type=exptime",
+            f"--output_dir={tmp_path}",
+        ],
+        tmp_path,
+    )
+    assert "apply_pathloss: False" in output
+    assert "weight_type: exptime" in output
+    assert "optimal_extract_1d: 2 of 2 slits extracted" in output
+    assert len(list(tmp_path.glob("*_s?????????_s2d.fits"))) == 2
+    assert len(list(tmp_path.glob("*_s?????????_x1d.fits"))) == 2

@@ -130,7 +130,9 @@ def test_wavelength_grids():
 
 
 def test_weight_types():
-    variances = {c: np.full((2, 1, 3), v) for c, v in zip(VARIANCE_COMPONENTS, (1.0, 2.0, 0.5))}
+    variances = {
+        c: np.full((2, 1, 3), v) for c, v in zip(VARIANCE_COMPONENTS, (1.0, 2.0, 0.5), strict=True)
+    }
     variances["var_rnoise"][0, 0, 0] = np.nan
     np.testing.assert_allclose(pixel_weights("ivm", variances, [1, 1])[1], 0.5)
     assert pixel_weights("ivm", variances, [1, 1])[0, 0, 0] == 0.0
@@ -156,7 +158,7 @@ def _column(rng=None, *, flux=100.0, n=11, sigma=1.2):
 
 
 def test_horne_recovers_noiseless_flux_even_with_masked_bins():
-    offset, data, variances, profile = _column()
+    _, data, variances, profile = _column()
     usable = np.ones(data.shape, bool)
     usable[5, ::2] = False  # the peak bin of every other column masked
     spectrum = optimal_extract(data, variances, profile, usable)
@@ -166,7 +168,7 @@ def test_horne_recovers_noiseless_flux_even_with_masked_bins():
 
 def test_horne_variance_is_analytic_and_calibrated():
     rng = np.random.default_rng(7)
-    offset, _, variances, profile = _column()
+    _, _, variances, profile = _column()
     total = sum(variances.values())
     analytic = 1.0 / np.sum(profile**2 / total, axis=0)
     fluxes = []

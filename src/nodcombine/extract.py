@@ -253,7 +253,7 @@ def fit_rectified_profile(data, variance, offset):
     fit = least_squares(
         residuals,
         [y.max() * 2.5, start, 1.0, 0.0],
-        bounds=([0, x.min(), 0.2, -np.inf], [np.inf, x.max(), x.ptp() / 2 + 1, np.inf]),
+        bounds=([0, x.min(), 0.2, -np.inf], [np.inf, x.max(), np.ptp(x) / 2 + 1, np.inf]),
     )
     _, centre, sigma, _ = fit.x
     profile = pixel_integrated_gaussian(np.asarray(offset, float), centre, sigma)[0]
