@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench bench-trace lint docs install clean
+.PHONY: demo test test-slow bench bench-trace bench-extract lint docs install clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_nod_diff.py
 	$(BIN)/python benchmarks/bench_trace_fit.py
+	$(BIN)/python benchmarks/bench_extract.py
+
+bench-extract: $(STAMP)
+	$(BIN)/python benchmarks/bench_extract.py
 
 bench-trace: $(STAMP)
 	$(BIN)/python benchmarks/bench_trace_fit.py

@@ -107,7 +107,7 @@ def test_one_bad_slit_is_skipped_and_the_rest_extracted(chain, caplog):
 
 
 def test_stock_s2d_without_profile_is_fitted(chain):
-    s2d, x1d = chain
+    s2d = chain[0]
     stock = s2d.copy()
     for slit in stock.slits:
         del slit.instance["rectified_profile"]
