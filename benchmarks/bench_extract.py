@@ -200,6 +200,14 @@ def ceers():
         f"shape: correlation of 15-bin smoothed spectra {shape_r:.3f},"
         f" rms of their ratio {scatter:.3f}"
     )
+    from stdatamodels.jwst import datamodels as dm
+
+    with dm.open(str(CEERS[0])) as first:
+        undone = float(np.nanmedian(first.pathloss_uniform))
+    print(
+        f"msaexp multiplied the data by PATHLOSS_UN (median {undone:.2f}) as if the pipeline had"
+        f" divided by it; ours x that / msaexp in-slit: {ratio_slit * undone:.3f}"
+    )
     print(
         f"path-loss factors: ours 1/{np.nanmedian(extras['pathloss']):.3f} = "
         f"{1 / np.nanmedian(extras['pathloss']):.3f}, msaexp {np.nanmedian(ref_corr):.3f}"
