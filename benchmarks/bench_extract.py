@@ -112,6 +112,7 @@ def cosmic_rays(draws):
 
 def pathloss(draws):
     from helpers import run_chain, true_flux_jy
+    from nodcombine import OptimalExtract1dStep
     from nodcombine.simulate import simulate_nodded_visit
 
     print("\n## 5. Path loss: FLUX / true total flux (apply_pathloss=True) and in-slit ratio")
@@ -132,8 +133,6 @@ def pathloss(draws):
                 seed=200 + seed,
             )
             s2d, x1d_off = run_chain(models)
-            from nodcombine import OptimalExtract1dStep
-
             x1d_on = OptimalExtract1dStep.call(s2d, apply_pathloss=True)
             area = s2d.slits[0].meta.photometry.pixelarea_steradians
             for spec_on, spec_off, st in zip(

@@ -11,11 +11,19 @@ PASP 127, 623).
 
 import numpy as np
 
-__all__ = ["FWHM_FLOOR_ARCSEC", "PRIMARY_DIAMETER_M", "psf_fwhm_arcsec"]
+__all__ = [
+    "FWHM_FLOOR_ARCSEC",
+    "FWHM_PER_SIGMA",
+    "PRIMARY_DIAMETER_M",
+    "psf_fwhm_arcsec",
+]
 
 PRIMARY_DIAMETER_M = 6.5
 
 #: instrumental floor added in quadrature to the diffraction core, arcsec
+#: FWHM of a Gaussian in units of its sigma
+FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+
 FWHM_FLOOR_ARCSEC = {"NIRSPEC": 0.085, "MIRI": 0.12}
 
 _RADIAN_TO_ARCSEC = 180.0 / np.pi * 3600.0

@@ -34,8 +34,14 @@ from gwcs import WCS
 from gwcs import coordinate_frames as cf
 from stdatamodels.jwst import datamodels
 
-from nodcombine.models.slits import DQ, REF_VARIANCE_ATTRS, slits_of, to_grid
-from nodcombine.models.trace import TRACE_FIT_KEY, trace_inputs
+from nodcombine.models.slits import DQ, REF_VARIANCE_ATTRS, to_grid
+from nodcombine.models.trace import (
+    FITTED_STATUSES,
+    TRACE_FIT_KEY,
+    extension_array,
+    trace_fit_status,
+    trace_inputs,
+)
 from nodcombine.noddiff import VARIANCE_COMPONENTS
 from nodcombine.profile import pixel_integrated_gaussian
 
@@ -56,7 +62,6 @@ PROFILE_KEY = "rectified_profile"
 RECTIFY_KEY = "rectify"
 
 _NATIVE_GRID_DISPERSERS = {"PRISM", "P750L"}
-_FITTED = ("FIT", "FORCED", "FALLBACK")
 
 
 @dataclass(frozen=True)
@@ -127,7 +132,7 @@ def rectify_inputs(members):
         0
     ]
     ref_variances = {
-        c: to_grid(stack, [_extension(r, REF_VARIANCE_ATTRS[c]) for r in members])
+        c: to_grid(stack, [extension_array(r, REF_VARIANCE_ATTRS[c]) for r in members])
         for c in VARIANCE_COMPONENTS
     }
     wavelength = to_grid(stack, [_pixel_wavelength(r) for r in members])
@@ -165,7 +170,7 @@ def _half_height(offset, usable):
 def _trace_record(members):
     record = members[0].slit.instance.get(TRACE_FIT_KEY) or {}
     status = record.get("status")
-    if status not in ("FIT", "FORCED", "FALLBACK"):
+    if status not in FITTED_STATUSES:
         raise ValueError(f"{members[0].label}: trace_fit status is {status!r}; run trace_fit first")
     return dict(record)
 
@@ -205,13 +210,6 @@ def _centre_along(stack, along, centre_rows):
     return centre
 
 
-def _extension(ref, name):
-    values = ref.slit.instance.get(name)
-    if values is None or np.shape(values) != ref.slit.data.shape:
-        raise ValueError(f"{ref.label}: {name!r} is missing or has the wrong shape")
-    return np.asarray(values, dtype=float)
-
-
 def _pixel_wavelength(ref):
     wave = getattr(ref.slit, "wavelength", None)
     if wave is not None and wave.shape == ref.slit.data.shape and np.isfinite(wave).any():
@@ -244,12 +242,7 @@ def _nod_separation(trace_rows, positions):
 
 def trace_fit_problem(container):
     """Why a container cannot be rectified, or None."""
-    fitted = any(
-        (slit.instance.get(TRACE_FIT_KEY) or {}).get("status") in _FITTED
-        for model in container
-        for slit in slits_of(model)
-    )
-    if not fitted:
+    if all(trace_fit_status(model) != "COMPLETE" for model in container):
         names = ", ".join(m.meta.filename or f"exposure {i}" for i, m in enumerate(container))
         return f"no slit has a trace fit in {names}; run trace_fit first (rectify needs _trace)"
     return None

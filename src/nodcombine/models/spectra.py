@@ -19,7 +19,7 @@ from nodcombine.models.slits import DQ
 from nodcombine.models.trace import TRACE_FIT_KEY
 from nodcombine.noddiff import VARIANCE_COMPONENTS
 from nodcombine.pathloss import SLIT_OPEN_WIDTH_ARCSEC
-from nodcombine.psf import psf_fwhm_arcsec
+from nodcombine.psf import FWHM_PER_SIGMA, psf_fwhm_arcsec
 
 __all__ = [
     "EXTRAS_KEY",
@@ -37,7 +37,6 @@ __all__ = [
 EXTRAS_KEY = "extract_1d_extras"
 
 _MJY_TO_JY = 1.0e6
-_FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 _COPIED = (
     "name",
     "slitlet_id",
@@ -204,7 +203,7 @@ def _sigma_arcsec(slit, instrument, wavelength, scale):
     record = slit.instance.get(TRACE_FIT_KEY) or {}
     s2 = record.get("source_sigma2_pix2", 0.0)
     s2 = float(s2) if s2 is not None and np.isfinite(s2) else 0.0
-    psf = psf_fwhm_arcsec(instrument or "NIRSPEC", wavelength) / _FWHM_PER_SIGMA
+    psf = psf_fwhm_arcsec(instrument or "NIRSPEC", wavelength) / FWHM_PER_SIGMA
     return np.sqrt(psf**2 + max(s2, 0.0) * scale**2)
 
 

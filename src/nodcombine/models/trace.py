@@ -38,12 +38,14 @@ from nodcombine.models.slits import (
     write_array,
 )
 from nodcombine.noddiff import VARIANCE_COMPONENTS
-from nodcombine.psf import psf_fwhm_arcsec
+from nodcombine.psf import FWHM_PER_SIGMA, psf_fwhm_arcsec
 from nodcombine.tracemodel import rows_at
 
 __all__ = [
+    "FITTED_STATUSES",
     "TRACE_FIT_KEY",
     "TraceInputs",
+    "extension_array",
     "fit_record",
     "group_families",
     "nod_diff_problem",
@@ -57,8 +59,8 @@ __all__ = [
 #: slit entry holding the fit parameters
 TRACE_FIT_KEY = "trace_fit"
 
-_FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
-_FITTED = ("FIT", "FORCED", "FALLBACK")
+#: trace_fit statuses that leave a profile on the slit
+FITTED_STATUSES = ("FIT", "FORCED", "FALLBACK")
 
 
 @dataclass(frozen=True)
@@ -214,7 +216,7 @@ def trace_inputs(members):
         raise ValueError(f"{members[0].label}: no predicted trace from the WCS")
     positions = np.array([_nod_position(ref) for ref in members])
     own = sum(stack.variances.values()) - sum(
-        to_grid(stack, [_extension_array(r, REF_VARIANCE_ATTRS[c]) for r in members])
+        to_grid(stack, [extension_array(r, REF_VARIANCE_ATTRS[c]) for r in members])
         for c in VARIANCE_COMPONENTS
     )
     # nod_diff wrote NaN wherever it formed no difference
@@ -230,7 +232,7 @@ def trace_inputs(members):
         scales[k] = _pixel_scale(ref, stack.transposed, trace)
     instrument = (members[0].model.meta.instrument.name or "").upper()
     fwhm = psf_fwhm_arcsec(instrument, stack.wavelengths)
-    sigma_psf = fwhm / _FWHM_PER_SIGMA / scales[:, None]
+    sigma_psf = fwhm / FWHM_PER_SIGMA / scales[:, None]
     return TraceInputs(stack, positions, own, valid, usable, along, scales, sigma_psf, instrument)
 
 
@@ -241,7 +243,8 @@ def _nod_position(ref):
     return int(position)
 
 
-def _extension_array(ref, name):
+def extension_array(ref, name):
+    """A per-pixel ASDF-extension array of a slit (e.g. ``nod_ref_var_rnoise``), checked."""
     values = ref.slit.instance.get(name)
     if values is None or np.shape(values) != ref.slit.data.shape:
         raise ValueError(f"{ref.label}: {name!r} is missing or has the wrong shape")
@@ -374,6 +377,6 @@ def trace_fit_status(model):
     """``COMPLETE`` if at least one slit of the exposure has a fitted profile."""
     for slit in slits_of(model):
         record = slit.instance.get(TRACE_FIT_KEY) or {}
-        if record.get("status") in _FITTED:
+        if record.get("status") in FITTED_STATUSES:
             return "COMPLETE"
     return "SKIPPED"

@@ -44,14 +44,20 @@ class OptimalExtract1dStep(NodcombineStep):
         MultiSpecModel
             One spectrum per source (suffix ``_x1d``).
         """
-        with datamodels.open(input_data) as opened:
-            model = opened.copy() if opened is input_data else opened
+        # extraction only reads its input: a model passed in is used as is (not
+        # copied), and closed only if opened here
+        opened = not isinstance(input_data, datamodels.JwstDataModel)
+        model = datamodels.open(input_data) if opened else input_data
+        try:
             output = adapter.new_multispec(model)
             slits = adapter.slits_of(model)
             for slit in slits:
                 spec = self._extract_safely(slit, model)
                 if spec is not None:
                     output.spec.append(spec)
+        finally:
+            if opened:
+                model.close()
         log.info("optimal_extract_1d: %d of %d slits extracted", len(output.spec), len(slits))
         output.meta.cal_step.optimal_extract_1d = "COMPLETE" if len(output.spec) else "SKIPPED"
         return output
