@@ -9,6 +9,8 @@ from pathlib import Path
 
 import asdf
 
+from nodcombine.parfiles import parameter_tree
+
 __all__ = ["CONFIGS", "config_tree", "main", "pipeline_tree"]
 
 _MODES = {
@@ -62,32 +64,22 @@ for _mode in _MODES:
 def config_tree(step_class, step_name, mode, parameters):
     """The ASDF tree of one parameter file."""
     instrument, exp_type = _MODES[mode]
-    return {
-        "class": f"nodcombine.steps.{step_class}",
-        "name": step_name,
-        "meta": {
-            "author": "nodcombine",
-            "date": "2026-11-21T00:00:00",
-            "description": (
-                f"{step_name} parameters for {exp_type}; stands in for a CRDS "
-                f"pars-{step_class.lower()} file"
-            ),
-            "instrument": {"name": instrument},
-            "exposure": {"type": exp_type},
-            "origin": "nodcombine",
-            "pedigree": "GROUND",
-            "reftype": f"pars-{step_class.lower()}",
-            "telescope": "JWST",
-            "useafter": "2022-01-01T00:00:00",
-        },
-        "parameters": dict(parameters),
-    }
+    return parameter_tree(
+        step_class,
+        step_name,
+        parameters,
+        instrument=instrument,
+        exp_type=exp_type,
+        description=(
+            f"{step_name} parameters for {exp_type}; stands in for a CRDS "
+            f"pars-{step_class.lower()} file"
+        ),
+    )
 
 
 def pipeline_tree(mode):
     """The ASDF tree of the ``nodcombine`` pipeline for one mode: its steps' files inline."""
     tree = config_tree("NodCombinePipeline", "nodcombine", mode, {"save_sources": True})
-    tree["class"] = "nodcombine.pipelines.NodCombinePipeline"
     tree["steps"] = [
         config_tree(step_class, step_name, mode, parameters)
         for (step_class, step_name, step_mode), parameters in CONFIGS.items()

@@ -306,6 +306,10 @@ def rectified_slit(inputs, image, *, weight_type):
     slit.wht = image.weight.astype(np.float32)
     slit.wavelength = np.broadcast_to(image.wavelength, (n_off, n_wave)).astype(np.float32)
     first = inputs.members[0]
+    # the exposure's metadata, as jwst's slits carry it (extract_1d reads the
+    # instrument and units from the slit); the rectified image disperses along x
+    slit.update(first.model)
+    slit.meta.wcsinfo.dispersion_direction = 1
     source = _source_fields(first)
     for key, value in source.items():
         if value is not None:

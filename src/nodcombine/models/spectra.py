@@ -76,6 +76,8 @@ class ExtractionInputs:
         Micron.
     to_jy : float
         Factor from the data unit times pixels to Jy.
+    pixel_area_sr : float or None
+        Solid angle of a pixel (None if not recorded).
     surface_brightness : bool
         The data are in MJy/sr (else MJy, NIRSpec point-source calibration).
     nod_separation : float
@@ -98,6 +100,7 @@ class ExtractionInputs:
     offset: np.ndarray
     wavelength: np.ndarray
     to_jy: float
+    pixel_area_sr: float | None
     surface_brightness: bool
     nod_separation: float
     sigma_arcsec: np.ndarray
@@ -150,6 +153,7 @@ def extraction_inputs(slit, model):
         offset=offset,
         wavelength=wavelength,
         to_jy=_to_jy(slit, model, label),
+        pixel_area_sr=_pixel_area(slit, model),
         surface_brightness=_unit(slit, model) == "MJy/sr",
         nod_separation=float(grid.get("nod_separation_pix", np.inf)),
         sigma_arcsec=_sigma_arcsec(slit, instrument, wavelength, scale),
@@ -218,18 +222,21 @@ def _unit(slit, model):
     return _first(slit.meta.instance.get("bunit_data"), model.meta.instance.get("bunit_data"))
 
 
+def _pixel_area(slit, model):
+    photometry = _first(slit.meta.instance.get("photometry"), model.meta.instance.get("photometry"))
+    area = (photometry or {}).get("pixelarea_steradians")
+    return float(area) if area else None
+
+
 def _to_jy(slit, model, label):
     unit = _unit(slit, model)
     if unit == "MJy":
         return _MJY_TO_JY
     if unit == "MJy/sr":
-        photometry = _first(
-            slit.meta.instance.get("photometry"), model.meta.instance.get("photometry")
-        )
-        area = (photometry or {}).get("pixelarea_steradians")
+        area = _pixel_area(slit, model)
         if not area:
             raise ValueError(f"{label}: meta.photometry.pixelarea_steradians is missing")
-        return float(area) * _MJY_TO_JY
+        return area * _MJY_TO_JY
     raise ValueError(f"{label}: meta.bunit_data={unit!r}; need MJy/sr or MJy")
 
 
@@ -254,7 +261,7 @@ def new_multispec(model):
     return output
 
 
-def spec_model(slit, inputs, spectrum, *, pathloss, apply_pathloss):
+def spec_model(slit, inputs, spectrum, *, pathloss, apply_pathloss, extras=None):
     """The ``SpecModel`` of one source.
 
     Parameters
@@ -262,24 +269,33 @@ def spec_model(slit, inputs, spectrum, *, pathloss, apply_pathloss):
     slit : SlitModel
         The rectified slit (its identity is copied).
     inputs : ExtractionInputs
-    spectrum : OptimalSpectrum
-        Flux in the data unit times pixels.
+    spectrum : OptimalSpectrum or BoxSpectrum
+        Flux in the data unit times pixels; a `BoxSpectrum` also fills the
+        ``BACKGROUND`` columns and the aperture's rows.
     pathloss : numpy.ndarray or None
-        Transmitted fraction per wavelength; None: not known.
+        Fraction of the source's flux the extraction holds, per wavelength:
+        the slit transmission (times, for a box, the profile inside the
+        aperture); None: not known.
     apply_pathloss : bool
         Divide ``FLUX`` and its variances by ``pathloss``.
+    extras : dict, optional
+        More per-spectrum extras for ``extract_1d_extras``.
 
     Returns
     -------
     SpecModel
     """
-    correction = pathloss if (apply_pathloss and pathloss is not None) else 1.0
+    correction = 1.0
+    if apply_pathloss and pathloss is not None:
+        # a column that holds none of the source has no corrected flux
+        correction = np.where(np.asarray(pathloss) > 0, pathloss, np.nan)
     flux = spectrum.flux * inputs.to_jy / correction
     variances = {c: v * (inputs.to_jy / correction) ** 2 for c, v in spectrum.variances.items()}
-    npix = spectrum.npixels.astype(float)
+    npix = np.asarray(spectrum.npixels, dtype=float)
+    per_pixel = np.where(npix > 0, 1.0 / np.maximum(npix, 1e-300), 0.0)
     # mean surface brightness of the extracted bins, as in the slit (MJy/sr); jwst
     # writes 0 for data in MJy (NIRSpec point-source calibration)
-    sb_scale = np.where(npix > 0, 1.0 / np.maximum(npix, 1), 0.0) * inputs.surface_brightness
+    sb_scale = per_pixel * inputs.surface_brightness
     table = np.zeros(flux.size, dtype=datamodels.SpecModel().get_dtype("spec_table"))
     table["WAVELENGTH"] = inputs.wavelength
     table["FLUX"] = flux
@@ -291,6 +307,7 @@ def spec_model(slit, inputs, spectrum, *, pathloss, apply_pathloss):
     table["SB_ERROR"] = spectrum.error * sb_scale
     table["DQ"] = np.where(np.isfinite(flux), 0, DQ["DO_NOT_USE"])
     table["NPIXELS"] = npix
+    _background_columns(table, spectrum, per_pixel, inputs)
     spec = datamodels.SpecModel(spec_table=table)
     for column, unit in _UNITS.items():
         spec.spec_table.columns[column].unit = unit
@@ -298,17 +315,45 @@ def spec_model(slit, inputs, spectrum, *, pathloss, apply_pathloss):
         value = getattr(slit, name, None)
         if value is not None:
             setattr(spec, name, value)
-    spec.extraction_xstart, spec.extraction_xstop = 1, flux.size
+    _aperture_limits(spec, spectrum, flux.size)
+    profile_used = getattr(spectrum, "profile_used", None)
     spec.instance[EXTRAS_KEY] = {
         "pathloss": _listed(pathloss),
         "pathloss_applied": bool(apply_pathloss and pathloss is not None),
-        "profile_used": _listed(spectrum.profile_used),
+        "profile_used": _listed(profile_used),
         "sigma_arcsec": _listed(inputs.sigma_arcsec),
         "x_offset_arcsec": inputs.x_offset_arcsec,
         "slit_width_arcsec": inputs.slit_width_arcsec,
         "profile_origin": inputs.profile_origin,
+        **(extras or {}),
     }
     return spec
+
+
+def _background_columns(table, spectrum, per_pixel, inputs):
+    """Mean background per pixel of a box aperture, in MJy/sr (as jwst)."""
+    background = getattr(spectrum, "background", None)
+    if background is None:
+        return
+    scale = per_pixel
+    if not inputs.surface_brightness:
+        scale = per_pixel / inputs.pixel_area_sr if inputs.pixel_area_sr else per_pixel * np.nan
+    table["BACKGROUND"] = background * scale
+    for c in VARIANCE_COMPONENTS:
+        table[f"BKGD_{c.upper()}"] = spectrum.background_variances[c] * scale**2
+    table["BKGD_ERROR"] = np.sqrt(sum(spectrum.background_variances.values())) * scale
+
+
+def _aperture_limits(spec, spectrum, n_wave):
+    """1-based, inclusive extent of the extraction (jwst's ``EXTR_X/YSTART``...)."""
+    limits = getattr(spectrum, "limits", None)
+    if limits is None:
+        spec.extraction_xstart, spec.extraction_xstop = 1, n_wave
+        return
+    lower, upper, left, right = limits
+    spec.extraction_ystart, spec.extraction_ystop = lower + 1.0, upper + 1.0
+    if left is not None:
+        spec.extraction_xstart, spec.extraction_xstop = left + 1.0, right + 1.0
 
 
 _UNITS = {
@@ -323,6 +368,11 @@ _UNITS = {
     "sb_var_poisson": "(MJy/sr)^2",
     "sb_var_rnoise": "(MJy/sr)^2",
     "sb_var_flat": "(MJy/sr)^2",
+    "background": "MJy/sr",
+    "bkgd_error": "MJy/sr",
+    "bkgd_var_poisson": "(MJy/sr)^2",
+    "bkgd_var_rnoise": "(MJy/sr)^2",
+    "bkgd_var_flat": "(MJy/sr)^2",
 }
 
 

@@ -1,11 +1,13 @@
 """OptimalExtract1dStep: Horne optimal extraction with a path-loss correction."""
 
+import json
 import logging
 
 import numpy as np
 from stdatamodels.jwst import datamodels
 
 from nodcombine import models as adapter
+from nodcombine.boxcar import BoxAperture, boxcar_extract
 from nodcombine.extract import fit_rectified_profile, optimal_extract, window_bins
 from nodcombine.pathloss import slit_transmission
 from nodcombine.steps.base import NodcombineStep
@@ -22,6 +24,12 @@ class OptimalExtract1dStep(NodcombineStep):
     ``trace_model``, else a Gaussian fitted to the image).  ``FLUX`` is in Jy;
     with ``apply_pathloss`` it is divided by the fraction of a point source of
     the fitted width, at the planned position, that the slit transmits.
+
+    ``extraction_type='box'`` sums a boxcar aperture instead, given by the keys
+    of a JSON ``extract1d`` reference (`nodcombine.boxcar`; convert a JSON file
+    with ``nodcombine-extract1d``) in the ``_s2d``'s pixels: dispersion along x,
+    cross-dispersion along y.  With ``use_source_posn`` the aperture and its
+    background regions are moved so that the aperture is centred on the source.
     """
 
     class_alias = "optimal_extract_1d"
@@ -29,6 +37,19 @@ class OptimalExtract1dStep(NodcombineStep):
     spec = """
     apply_pathloss = boolean(default=True)  # divide FLUX by the profile-based point-source slit transmission; False gives the in-slit flux
     window = float(default=None, min=0.5)  # half-width (pixels from the source) of the extraction; default: half the nod separation, or 4 sigma of a fitted profile
+    extraction_type = option("optimal", "box", default="optimal")  # Horne optimal extraction, or a boxcar aperture set by the JSON extract1d keys below
+    xstart = float(default=None)  # box: first column (dispersion), inclusive; default 0
+    xstop = float(default=None)  # box: last column, inclusive; default the last
+    ystart = float(default=None)  # box: first row (cross-dispersion), inclusive; default 0
+    ystop = float(default=None)  # box: last row, inclusive; default the last
+    extract_width = float(default=None, min=0)  # box: rows of the aperture, centred on (ystart + ystop) / 2
+    src_coeff = list(default=None)  # box: lower/upper edge polynomials of source regions, alternating, constant term first
+    bkg_coeff = list(default=None)  # box: lower/upper edge polynomials of background regions; given, a background is fitted and subtracted
+    bkg_fit = option("poly", "mean", "median", default="poly")  # box: background per column: polynomial, mean or median of the background regions
+    bkg_order = integer(default=0, min=0)  # box: order of the polynomial background
+    smoothing_length = integer(default=0, min=0)  # box: odd boxcar length smoothing the image along the dispersion before the background fit; 0: none
+    independent_var = option("pixel", "wavelength", default="pixel")  # box: variable of src_coeff/bkg_coeff (column index or micron)
+    use_source_posn = boolean(default=True)  # box: move the aperture (and background regions) to centre it on the source
     """  # noqa: E501
 
     def process(self, input_data):
@@ -77,45 +98,114 @@ class OptimalExtract1dStep(NodcombineStep):
 
     def _extract(self, slit, model):
         inputs = adapter.extraction_inputs(slit, model)
-        profile, half_width = inputs.profile, self.window
+        profile, offset, fitted = inputs.profile, inputs.offset, None
         if profile is None:
-            fit = fit_rectified_profile(inputs.data, sum(inputs.variances.values()), inputs.offset)
-            profile = fit.profile
-            offset = inputs.offset - fit.centre
-            half_width = half_width or 4.0 * fit.sigma
+            fitted = fit_rectified_profile(
+                inputs.data, sum(inputs.variances.values()), inputs.offset
+            )
+            profile, offset = fitted.profile, inputs.offset - fitted.centre
             log.info(
                 "%s: fitted profile, centre %+.2f px, sigma %.2f px",
                 inputs.label,
-                fit.centre,
-                fit.sigma,
+                fitted.centre,
+                fitted.sigma,
             )
-        else:
-            offset = inputs.offset
-            half_width = half_width or _default_window(inputs.nod_separation)
+        pathloss = self._slit_transmission(inputs)
+        if self.extraction_type == "box":
+            return self._box(slit, inputs, profile, offset, pathloss)
+        half_width = self.window or (
+            4.0 * fitted.sigma if fitted else _default_window(inputs.nod_separation)
+        )
         usable = inputs.usable & window_bins(offset, inputs.data.shape, half_width=half_width)
         spectrum = optimal_extract(inputs.data, inputs.variances, profile, usable)
-        pathloss = None
-        if inputs.slit_width_arcsec:
-            pathloss = slit_transmission(
-                inputs.sigma_arcsec, inputs.x_offset_arcsec, inputs.slit_width_arcsec
-            )
-        elif self.apply_pathloss:
-            log.warning("%s: slit width unknown; no path-loss correction", inputs.label)
         spec = adapter.spec_model(
             slit, inputs, spectrum, pathloss=pathloss, apply_pathloss=self.apply_pathloss
         )
+        self._log_spectrum(
+            inputs, spectrum, pathloss, f"window +-{half_width:.1f} px", fitted is not None
+        )
+        return spec
+
+    def _box(self, slit, inputs, profile, offset, pathloss):
+        aperture = self._aperture()
+        shape = inputs.data.shape
+        if self.use_source_posn:
+            source_row = float(np.interp(0.0, offset, np.arange(shape[0])))
+            shift = source_row - aperture.centre(shape, inputs.wavelength)
+            aperture = aperture.shifted(shift, shape[0])
+            log.info("%s: box aperture moved by %+.2f rows onto the source", inputs.label, shift)
+        spectrum = boxcar_extract(
+            inputs.data, inputs.variances, inputs.usable, inputs.wavelength, aperture
+        )
+        # a box holds the profile inside it: that is the (profile-based) aperture loss
+        inside = np.nansum(spectrum.weights * np.nan_to_num(profile), axis=0)
+        if pathloss is not None:
+            pathloss = pathloss * inside
+        spec = adapter.spec_model(
+            slit,
+            inputs,
+            spectrum,
+            pathloss=pathloss,
+            apply_pathloss=self.apply_pathloss,
+            extras={"aperture_profile_fraction": [float(v) for v in inside]},
+        )
+        lower, upper = spectrum.limits[:2]
+        self._log_spectrum(
+            inputs, spectrum, pathloss, f"box rows {lower:.1f}-{upper:.1f}", profile is not None
+        )
+        return spec
+
+    def _aperture(self):
+        """The box aperture of the step's parameters."""
+        try:
+            return BoxAperture(
+                xstart=self.xstart,
+                xstop=self.xstop,
+                ystart=self.ystart,
+                ystop=self.ystop,
+                extract_width=self.extract_width,
+                src_coeff=_coefficients(self.src_coeff),
+                bkg_coeff=_coefficients(self.bkg_coeff),
+                bkg_fit=self.bkg_fit,
+                bkg_order=self.bkg_order,
+                smoothing_length=self.smoothing_length,
+                independent_var=self.independent_var,
+            )
+        except ValueError as err:
+            raise ValueError(f"{self.class_alias} box parameters: {err}") from err
+
+    def _slit_transmission(self, inputs):
+        if inputs.slit_width_arcsec:
+            return slit_transmission(
+                inputs.sigma_arcsec, inputs.x_offset_arcsec, inputs.slit_width_arcsec
+            )
+        if self.apply_pathloss:
+            log.warning("%s: slit width unknown; no path-loss correction", inputs.label)
+        return None
+
+    @staticmethod
+    def _log_spectrum(inputs, spectrum, pathloss, extent, fitted):
         good = np.isfinite(spectrum.flux)
         log.info(
-            "%s: %d of %d bins extracted (window +-%.1f px, profile from %s), median S/N %.1f%s",
+            "%s: %d of %d bins extracted (%s, profile from %s), median S/N %.1f%s",
             inputs.label,
             int(good.sum()),
             good.size,
-            half_width,
-            inputs.profile_origin if inputs.profile is not None else "a fit to the image",
+            extent,
+            "a fit to the image" if fitted else inputs.profile_origin,
             float(np.nanmedian(spectrum.flux / spectrum.error)) if good.any() else 0.0,
             f", path loss {np.nanmedian(pathloss):.3f}" if pathloss is not None else "",
         )
-        return spec
+
+
+def _coefficients(value):
+    """``src_coeff``/``bkg_coeff`` as given in ASDF (lists) or on the command line (JSON)."""
+    if isinstance(value, str):
+        value = json.loads(value)
+    if value is not None and all(isinstance(v, str) for v in value):
+        # configobj splits "[[1, 2], [3, 4]]" given on the command line at the commas
+        value = json.loads(",".join(value))
+    return value
 
 
 def _default_window(nod_separation):
