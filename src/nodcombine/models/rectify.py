@@ -24,6 +24,7 @@ and its unit source profile.  Writes one rectified ``SlitModel`` per source:
     ``(x, y) -> (ra, dec, wavelength)``: the source position and the grid.
 """
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -284,6 +285,10 @@ def _source_fields(ref):
 def rectified_slit(inputs, image, *, weight_type):
     """Build the ``_s2d`` slit of one source.
 
+    The slit's tree is written directly: validating every assignment cost
+    0.2 s per source, 40 times the rectification itself.  The product is
+    validated once, when it is saved.
+
     Parameters
     ----------
     inputs : RectifyInputs
@@ -296,28 +301,27 @@ def rectified_slit(inputs, image, *, weight_type):
     SlitModel
     """
     n_off, n_wave = image.data.shape
-    slit = datamodels.SlitModel(image.data.astype(np.float32))
-    for c in VARIANCE_COMPONENTS:
-        setattr(slit, c, image.variances[c].astype(np.float32))
-    slit.err = np.sqrt(image.variance).astype(np.float32)
     dq = np.zeros((n_off, n_wave), dtype=np.uint32)
     dq[image.empty] = DQ["DO_NOT_USE"] | DQ["NON_SCIENCE"]
-    slit.dq = dq
-    slit.wht = image.weight.astype(np.float32)
-    slit.wavelength = np.broadcast_to(image.wavelength, (n_off, n_wave)).astype(np.float32)
     first = inputs.members[0]
-    # the exposure's metadata, as jwst's slits carry it (extract_1d reads the
-    # instrument and units from the slit); the rectified image disperses along x
-    slit.update(first.model)
-    slit.meta.wcsinfo.dispersion_direction = 1
     source = _source_fields(first)
-    for key, value in source.items():
-        if value is not None:
-            setattr(slit, key, value)
-    slit.xstart, slit.ystart = 1, 1
-    slit.xsize, slit.ysize = n_wave, n_off
-    slit.instance[PROFILE_KEY] = image.profile.astype(np.float32)
-    slit.instance[RECTIFY_KEY] = {
+    slit = datamodels.SlitModel()
+    node = slit.instance
+    node.update({key: value for key, value in source.items() if value is not None})
+    node.update(
+        data=image.data.astype(np.float32),
+        err=np.sqrt(image.variance).astype(np.float32),
+        dq=dq,
+        wht=image.weight.astype(np.float32),
+        wavelength=np.broadcast_to(image.wavelength, (n_off, n_wave)).astype(np.float32),
+        xstart=1,
+        ystart=1,
+        xsize=n_wave,
+        ysize=n_off,
+        **{c: image.variances[c].astype(np.float32) for c in VARIANCE_COMPONENTS},
+    )
+    node[PROFILE_KEY] = image.profile.astype(np.float32)
+    node[RECTIFY_KEY] = {
         "wavelength_grid_um": [float(w) for w in image.wavelength],
         "offset0_pix": float(image.offset[0]),
         "nod_separation_pix": float(inputs.nod_separation),
@@ -326,14 +330,26 @@ def rectified_slit(inputs, image, *, weight_type):
         "linear_grid": bool(inputs.linear),
         "members": [ref.label for ref in inputs.members],
     }
-    slit.instance[TRACE_FIT_KEY] = inputs.record
-    slit.meta.bunit_data = _first_meta(first, ("bunit_data",)) or "MJy/sr"
-    slit.meta.bunit_err = slit.meta.bunit_data
+    node[TRACE_FIT_KEY] = inputs.record
+    node["meta"] = _slit_meta(first, image, source)
+    return slit
+
+
+def _slit_meta(first, image, source):
+    """The exposure's metadata for the slit, which now disperses along x.
+
+    jwst's slits carry their exposure's metadata; its extract_1d reads the
+    instrument and units from the slit.
+    """
+    meta = copy.deepcopy({k: v for k, v in first.model.meta.instance.items() if k != "wcs"})
+    unit = _first_meta(first, ("bunit_data",)) or "MJy/sr"
+    meta.update(bunit_data=unit, bunit_err=unit)
+    meta.setdefault("wcsinfo", {})["dispersion_direction"] = 1
     area = _first_meta(first, ("photometry", "pixelarea_steradians"))
     if area:
-        slit.meta.photometry.pixelarea_steradians = float(area)
-    slit.meta.wcs = rectified_wcs(image.wavelength, source["source_ra"], source["source_dec"])
-    return slit
+        meta.setdefault("photometry", {})["pixelarea_steradians"] = float(area)
+    meta["wcs"] = rectified_wcs(image.wavelength, source["source_ra"], source["source_dec"])
+    return meta
 
 
 def _first_meta(ref, path):

@@ -286,8 +286,8 @@ def _pixel_scale(ref, vertical, trace):
     else:
         lo, hi = (cols, along - 0.5), (cols, along + 0.5)
     wcs = ref.slit.meta.wcs
-    ra0, dec0 = np.asarray(wcs(*lo)[0], float), np.asarray(wcs(*lo)[1], float)
-    ra1, dec1 = np.asarray(wcs(*hi)[0], float), np.asarray(wcs(*hi)[1], float)
+    ra0, dec0 = (np.asarray(v, float) for v in wcs(*lo)[:2])
+    ra1, dec1 = (np.asarray(v, float) for v in wcs(*hi)[:2])
     separation = np.hypot((ra1 - ra0) * np.cos(np.deg2rad(dec0)), dec1 - dec0) * 3600.0
     separation = separation[np.isfinite(separation) & (separation > 0)]
     if separation.size == 0:

@@ -72,10 +72,13 @@ class OptimalExtract1dStep(NodcombineStep):
         try:
             output = adapter.new_multispec(model)
             slits = adapter.slits_of(model)
-            for slit in slits:
-                spec = self._extract_safely(slit, model)
-                if spec is not None:
-                    output.spec.append(spec)
+            spectra = [self._extract_safely(slit, model) for slit in slits]
+            # added to the tree, not through the model: validating the growing
+            # list at each append is slower than the extraction; the product
+            # is validated when saved
+            output.instance.setdefault("spec", []).extend(
+                spec.instance for spec in spectra if spec is not None
+            )
         finally:
             if opened:
                 model.close()

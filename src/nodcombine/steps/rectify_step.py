@@ -52,10 +52,11 @@ class RectifyStep(NodcombineStep):
         groups, problems = adapter.group_by_source(container)
         for message in problems.values():
             log.warning("SKIPPED %s", message)
-        for group in groups:
-            slit = self._rectify_safely(group)
-            if slit is not None:
-                output.slits.append(slit)
+        slits = [slit for slit in map(self._rectify_safely, groups) if slit is not None]
+        # appended to the tree, not through the model: validating the growing
+        # list at each append costs 0.1 s per source; the product is validated
+        # once, when saved
+        output.instance.setdefault("slits", []).extend(slit.instance for slit in slits)
         log.info("rectify: %d of %d sources rectified", len(output.slits), len(groups))
         output.meta.cal_step.rectify = "COMPLETE" if len(output.slits) else "SKIPPED"
         return output
