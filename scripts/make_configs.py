@@ -58,7 +58,10 @@ CONFIGS = {
 }
 for _mode in _MODES:
     CONFIGS[("RectifyStep", "rectify", _mode)] = {"weight_type": "ivm", "linear_grid": "auto"}
-    CONFIGS[("OptimalExtract1dStep", "optimal_extract_1d", _mode)] = {"apply_pathloss": True}
+    CONFIGS[("OptimalExtract1dStep", "optimal_extract_1d", _mode)] = {
+        "apply_pathloss": True,
+        "clip_sigma": 5.0,
+    }
 
 
 def config_tree(step_class, step_name, mode, parameters):

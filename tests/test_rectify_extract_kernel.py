@@ -184,6 +184,27 @@ def test_horne_variance_is_analytic_and_calibrated():
     np.testing.assert_allclose(components, spectrum.variance)
 
 
+def test_outlier_bins_are_rejected_and_clean_columns_untouched():
+    rng = np.random.default_rng(3)
+    _, data, variances, profile = _column(rng)
+    sigma = np.sqrt(sum(variances.values()))
+    usable = np.ones(data.shape, bool)
+    clean = optimal_extract(data, variances, profile, usable, clip_sigma=5.0)
+    assert not clean.rejected.any()
+    np.testing.assert_array_equal(
+        clean.flux, optimal_extract(data, variances, profile, usable).flux
+    )
+    hit = data.copy()
+    rows, cols = np.array([3, 5, 7, 4]), np.array([2, 10, 17, 30])
+    hit[rows, cols] += 40.0 * sigma[rows, cols]  # unflagged cosmic rays
+    plain = optimal_extract(hit, variances, profile, usable)
+    clipped = optimal_extract(hit, variances, profile, usable, clip_sigma=5.0)
+    assert np.all(np.abs(plain.flux - clean.flux)[cols] > 5 * plain.error[cols])
+    assert set(zip(*np.nonzero(clipped.rejected), strict=True)) == set(zip(rows, cols, strict=True))
+    assert np.all(np.abs(clipped.flux - 100.0)[cols] < 4 * clipped.error[cols])
+    np.testing.assert_array_equal(np.delete(clipped.flux, cols), np.delete(clean.flux, cols))
+
+
 def test_window_excludes_far_bins():
     offset = np.arange(-6, 7, dtype=float)
     window = window_bins(offset, (13, 4), half_width=2.5)

@@ -58,6 +58,8 @@ class OptimalSpectrum:
         the whole profile).
     model : numpy.ndarray, shape (n_offset, n_wave)
         ``F̂ · P`` over the window.
+    rejected : numpy.ndarray of bool, shape (n_offset, n_wave)
+        Bins left out as outliers (``clip_sigma``).
     """
 
     flux: np.ndarray
@@ -65,6 +67,7 @@ class OptimalSpectrum:
     npixels: np.ndarray
     profile_used: np.ndarray
     model: np.ndarray
+    rejected: np.ndarray
 
     @property
     def variance(self):
@@ -77,7 +80,7 @@ class OptimalSpectrum:
         return np.sqrt(self.variance)
 
 
-def optimal_extract(data, variances, profile, usable, *, min_profile=1e-3):
+def optimal_extract(data, variances, profile, usable, *, min_profile=1e-3, clip_sigma=None):
     """Horne optimal extraction of each wavelength column.
 
     Parameters
@@ -93,6 +96,10 @@ def optimal_extract(data, variances, profile, usable, *, min_profile=1e-3):
     min_profile : float, optional
         A column whose usable bins hold less than this fraction of the profile
         gets no estimate (NaN).
+    clip_sigma : float or None, optional
+        Reject outliers as Horne (1986, §4) does: while a column's worst bin
+        deviates from ``F̂ · P`` by more than ``clip_sigma`` times its standard
+        deviation, drop it and re-extract.  None or 0: no rejection.
 
     Returns
     -------
@@ -110,26 +117,65 @@ def optimal_extract(data, variances, profile, usable, *, min_profile=1e-3):
             & np.isfinite(profile)
             & (profile > 0)
         )
-    inverse = np.where(use, 1.0 / np.where(use, total, 1.0), 0.0)
-    p = np.where(use, profile, 0.0)
-    information = (p**2 * inverse).sum(axis=0)
-    profile_used = p.sum(axis=0)
-    extracted = (profile_used >= min_profile) & (information > 0)
-    norm = np.where(extracted, information, 1.0)
-    coefficients = p * inverse / norm
-    flux = np.where(extracted, (coefficients * np.where(use, data, 0.0)).sum(axis=0), np.nan)
+    kept = use.copy()
+    coefficients, extracted, flux = _horne(data, total, profile, kept, min_profile)
+    for _ in range(_MAX_REJECTION_ROUNDS if clip_sigma else 0):
+        worst = _worst_outliers(data, total, profile, kept, flux, clip_sigma)
+        if not worst.any():
+            break
+        kept &= ~worst
+        coefficients, extracted, flux = _horne(data, total, profile, kept, min_profile)
     out_var = {}
     for c in VARIANCE_COMPONENTS:
-        component = np.where(use, np.asarray(variances[c], dtype=float), 0.0)
+        component = np.where(kept, np.asarray(variances[c], dtype=float), 0.0)
         out_var[c] = np.where(extracted, (coefficients**2 * component).sum(axis=0), np.nan)
-    model = np.where(use & extracted, p * np.where(extracted, flux, 0.0), 0.0)
+    p = np.where(kept, profile, 0.0)
+    model = np.where(kept & extracted, p * np.where(extracted, flux, 0.0), 0.0)
     return OptimalSpectrum(
         flux=flux,
         variances=out_var,
-        npixels=use.sum(axis=0),
-        profile_used=profile_used,
+        npixels=kept.sum(axis=0),
+        profile_used=p.sum(axis=0),
         model=model,
+        rejected=use & ~kept,
     )
+
+
+#: at most this many bins are rejected from one column
+_MAX_REJECTION_ROUNDS = 3
+
+
+def _horne(data, total, profile, kept, min_profile):
+    """Coefficients ``a_i``, which columns have an estimate, and the estimate."""
+    inverse = np.where(kept, 1.0 / np.where(kept, total, 1.0), 0.0)
+    p = np.where(kept, profile, 0.0)
+    information = (p**2 * inverse).sum(axis=0)
+    extracted = (p.sum(axis=0) >= min_profile) & (information > 0)
+    coefficients = p * inverse / np.where(extracted, information, 1.0)
+    flux = np.where(extracted, (coefficients * np.where(kept, data, 0.0)).sum(axis=0), np.nan)
+    return coefficients, extracted, flux
+
+
+def _worst_outliers(data, total, profile, kept, flux, clip_sigma):
+    """The most deviant kept bin of each column, where it exceeds ``clip_sigma``.
+
+    The deviation allows for a profile off by `_PROFILE_TOLERANCE` of the
+    model, so that a bright line of slightly different shape keeps its bins.
+    """
+    valid = kept & np.isfinite(flux)[None, :]
+    model = np.where(valid, np.nan_to_num(flux)[None, :] * profile, 0.0)
+    scale = np.sqrt(np.where(valid, total, 1.0) + (_PROFILE_TOLERANCE * model) ** 2)
+    deviation = np.where(valid, np.abs(np.where(valid, data, 0.0) - model) / scale, 0.0)
+    rows = np.argmax(deviation, axis=0)
+    columns = np.arange(deviation.shape[1])
+    worst = np.zeros_like(kept)
+    exceed = deviation[rows, columns] > clip_sigma
+    worst[rows[exceed], columns[exceed]] = True
+    return worst
+
+
+#: fractional error of the profile model allowed for when looking for outliers
+_PROFILE_TOLERANCE = 0.1
 
 
 def flux_information(profiles, variances):

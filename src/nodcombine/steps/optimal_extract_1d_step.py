@@ -37,6 +37,7 @@ class OptimalExtract1dStep(NodcombineStep):
     spec = """
     apply_pathloss = boolean(default=True)  # divide FLUX by the profile-based point-source slit transmission; False gives the in-slit flux
     window = float(default=None, min=0.5)  # half-width (pixels from the source) of the extraction; default: half the nod separation, or 4 sigma of a fitted profile
+    clip_sigma = float(default=5.0, min=0)  # optimal: drop bins deviating from the profile model by more than this many sigma (Horne 1986), at most 3 per column; 0: none
     extraction_type = option("optimal", "box", default="optimal")  # Horne optimal extraction, or a boxcar aperture set by the JSON extract1d keys below
     xstart = float(default=None)  # box: first column (dispersion), inclusive; default 0
     xstop = float(default=None)  # box: last column, inclusive; default the last
@@ -120,7 +121,16 @@ class OptimalExtract1dStep(NodcombineStep):
             4.0 * fitted.sigma if fitted else _default_window(inputs.nod_separation)
         )
         usable = inputs.usable & window_bins(offset, inputs.data.shape, half_width=half_width)
-        spectrum = optimal_extract(inputs.data, inputs.variances, profile, usable)
+        spectrum = optimal_extract(
+            inputs.data, inputs.variances, profile, usable, clip_sigma=self.clip_sigma
+        )
+        if spectrum.rejected.any():
+            log.info(
+                "%s: %d bins rejected as outliers (> %.1f sigma)",
+                inputs.label,
+                int(spectrum.rejected.sum()),
+                self.clip_sigma,
+            )
         spec = adapter.spec_model(
             slit, inputs, spectrum, pathloss=pathloss, apply_pathloss=self.apply_pathloss
         )
