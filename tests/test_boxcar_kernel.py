@@ -244,3 +244,26 @@ def test_bad_parameters_are_refused():
         BoxAperture(bkg_fit="spline")
     with pytest.raises(ValueError, match="src_coeff must alternate"):
         BoxAperture(src_coeff=[[1.0], [2.0], [3.0]])
+
+
+def test_centre_of_an_aperture_outside_the_image_is_its_own():
+    aperture = BoxAperture(ystart=40, ystop=50)
+    assert aperture.centre((NY, NX), None) == 45.0
+    moved = aperture.shifted(15.0 - 45.0, NY)
+    data, variances, wavelength = _image()
+    spectrum = boxcar_extract(data, variances, np.ones(data.shape, bool), wavelength, moved)
+    assert np.isfinite(spectrum.flux).all()
+
+
+def test_wavelength_apertures_skip_columns_without_wavelength():
+    data, variances, wavelength = _image()
+    wavelength = wavelength.copy()
+    wavelength[:3] = np.nan
+    aperture = BoxAperture(src_coeff=[[13.0, -0.1], [17.5, 0.1]], independent_var="wavelength")
+    centre = aperture.centre(data.shape, wavelength)
+    assert np.isfinite(centre)
+    moved = aperture.shifted(1.0, NY)
+    spectrum = boxcar_extract(data, variances, np.ones(data.shape, bool), wavelength, moved)
+    assert np.isnan(spectrum.flux[:3]).all() and np.isfinite(spectrum.flux[3:]).all()
+    with pytest.raises(ValueError, match="needs the wavelengths"):
+        aperture.source_weights(data.shape, None)

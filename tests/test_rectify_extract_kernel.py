@@ -205,6 +205,27 @@ def test_outlier_bins_are_rejected_and_clean_columns_untouched():
     np.testing.assert_array_equal(np.delete(clipped.flux, cols), np.delete(clean.flux, cols))
 
 
+@pytest.mark.parametrize("flux", [1e4, 1e6])
+def test_a_slightly_wrong_profile_of_a_bright_source_keeps_its_bins(flux):
+    """Profile mismatch is smooth along the dispersion: not an outlier."""
+    rng = np.random.default_rng(5)
+    offset = np.arange(11, dtype=float) - 5
+    true = pixel_integrated_gaussian(offset, 0.0, 1.0)[0][:, None] * np.ones((1, 400))
+    model = pixel_integrated_gaussian(offset, 0.0, 1.15)[0][:, None] * np.ones((1, 400))
+    variances = {
+        "var_poisson": flux * true + 1.0,
+        "var_rnoise": np.full(true.shape, 4.0),
+        "var_flat": np.zeros(true.shape),
+    }
+    data = flux * true + rng.normal(size=true.shape) * np.sqrt(sum(variances.values()))
+    usable = np.ones(true.shape, bool)
+    clipped = optimal_extract(data, variances, model, usable, clip_sigma=5.0)
+    assert clipped.rejected.sum() == 0
+    hit = data.copy()
+    hit[6, 100] += 1e3 * np.sqrt(sum(variances.values())[6, 100])
+    assert optimal_extract(hit, variances, model, usable, clip_sigma=5.0).rejected[6, 100]
+
+
 def test_window_excludes_far_bins():
     offset = np.arange(-6, 7, dtype=float)
     window = window_bins(offset, (13, 4), half_width=2.5)

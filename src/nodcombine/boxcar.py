@@ -130,11 +130,31 @@ class BoxAperture:
         return self.bkg_coeff is not None
 
     def centre(self, shape, wavelength):
-        """Mean row of the source aperture (its profile-weighted centre)."""
-        weights = self.source_weights(shape, wavelength)
-        rows = np.arange(shape[0])[:, None]
-        total = weights.sum()
-        return float((weights * rows).sum() / total) if total > 0 else np.nan
+        """Nominal centre row of the source aperture, from its limits.
+
+        The mean of the regions' mid-lines (for ``src_coeff``, over the columns
+        with a value), not clipped to the image: an aperture partly or wholly
+        outside still has its own centre.
+
+        Raises
+        ------
+        ValueError
+            If no column gives the aperture a finite position.
+        """
+        if self.src_coeff is None:
+            centre = float(np.mean(self._row_limits(shape[0])))
+        else:
+            intervals = self._polynomial_intervals(self.src_coeff, shape, wavelength)
+            mids = [np.asarray((lo + hi) / 2.0)[0] for lo, hi in intervals]
+            finite = [m[np.isfinite(m)] for m in mids]
+            centre = (
+                float(np.mean([m.mean() for m in finite]))
+                if all(m.size for m in finite)
+                else np.nan
+            )
+        if not np.isfinite(centre):
+            raise ValueError(f"the box aperture has no finite position ({self})")
+        return centre
 
     def shifted(self, rows, ny):
         """The same aperture moved by ``rows`` along the cross-dispersion axis.
@@ -210,6 +230,8 @@ class BoxAperture:
     def _polynomial_intervals(self, polynomials, shape, wavelength):
         nx = shape[1]
         if self.independent_var == "wavelength":
+            if wavelength is None:
+                raise ValueError("independent_var='wavelength' needs the wavelengths")
             variable = np.broadcast_to(np.asarray(wavelength, dtype=float), shape)
         else:
             variable = np.broadcast_to(np.arange(nx, dtype=float), shape)
@@ -268,6 +290,7 @@ def region_weights(shape, intervals, *, partial=True):
         # jwst's rule: 1 for rows within [lower + ½, upper − ½], and the pixel
         # fraction beyond either edge
         inside = np.minimum(rows - np.asarray(lower) + 0.5, np.asarray(upper) - rows + 0.5)
+        inside = np.nan_to_num(inside, nan=0.0)  # a column without a limit: no pixel
         inside = np.clip(inside, 0.0, 1.0) if partial else (inside >= 1.0).astype(float)
         weights = inside if weights is None else np.maximum(weights, inside)
     return np.array(np.broadcast_to(weights, shape), dtype=float)
@@ -298,11 +321,12 @@ def smoothing_matrix(n, length):
 
 def _smoothed(data, variances, length):
     """Smoothed image and its per-pixel variances (NaNs interpolated over)."""
-    finite = np.isfinite(data)
+    # a pixel without a finite value or variance is skipped (as jwst's nansum)
+    finite = np.isfinite(data) & np.isfinite(sum(variances.values()))
     taps = smoothing_matrix(data.shape[1], length)
-    norm = (taps @ finite.T.astype(float)).T
+    norm = (taps @ np.isfinite(data).T.astype(float)).T
     with np.errstate(invalid="ignore", divide="ignore"):
-        smooth = (taps @ np.where(finite, data, 0.0).T).T / norm
+        smooth = (taps @ np.where(np.isfinite(data), data, 0.0).T).T / norm
         taps2 = taps.multiply(taps)
         smooth_var = {
             c: (taps2 @ np.where(finite, v, 0.0).T).T / norm**2 for c, v in variances.items()

@@ -21,6 +21,7 @@ exposures themselves, each pixel having a free sky: no unbiased estimator from
 the same pixels can have a smaller variance than its inverse.
 """
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -159,13 +160,24 @@ def _horne(data, total, profile, kept, min_profile):
 def _worst_outliers(data, total, profile, kept, flux, clip_sigma):
     """The most deviant kept bin of each column, where it exceeds ``clip_sigma``.
 
-    The deviation allows for a profile off by `_PROFILE_TOLERANCE` of the
-    model, so that a bright line of slightly different shape keeps its bins.
+    A cosmic ray hits one bin; a profile that does not quite fit the source
+    leaves residuals that change smoothly along the dispersion.  So each bin's
+    normalised residual is compared with the median of the same row over
+    `_NEIGHBOURS` columns, and the deviation allows for a profile off by
+    `_PROFILE_TOLERANCE` of the model: the core of a bright source, or a bright
+    line of slightly different shape, keeps its bins.
     """
     valid = kept & np.isfinite(flux)[None, :]
     model = np.where(valid, np.nan_to_num(flux)[None, :] * profile, 0.0)
     scale = np.sqrt(np.where(valid, total, 1.0) + (_PROFILE_TOLERANCE * model) ** 2)
-    deviation = np.where(valid, np.abs(np.where(valid, data, 0.0) - model) / scale, 0.0)
+    residual = np.where(valid, (np.where(valid, data, 0.0) - model) / scale, np.nan)
+    half = _NEIGHBOURS // 2
+    padded = np.pad(residual, ((0, 0), (half, half)), constant_values=np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, _NEIGHBOURS, axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # rows with no neighbours
+        local = np.nanmedian(windows, axis=2)
+    deviation = np.where(valid, np.abs(residual - np.nan_to_num(local)), 0.0)
     rows = np.argmax(deviation, axis=0)
     columns = np.arange(deviation.shape[1])
     worst = np.zeros_like(kept)
@@ -174,6 +186,8 @@ def _worst_outliers(data, total, profile, kept, flux, clip_sigma):
     return worst
 
 
+#: columns over which a residual must stand out to be an outlier
+_NEIGHBOURS = 5
 #: fractional error of the profile model allowed for when looking for outliers
 _PROFILE_TOLERANCE = 0.1
 

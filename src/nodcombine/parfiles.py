@@ -181,7 +181,29 @@ def box_parameters(reference, aperture_id=None, *, keep_position=False):
     if aperture.get("smoothing_length") is not None:
         parameters["smoothing_length"] = _smoothing_length(aperture["smoothing_length"], where)
     parameters["use_source_posn"] = _use_source_posn(aperture, keep_position, where)
+    if not keep_position:
+        _warn_on_stock_geometry(parameters, where)
     return parameters
+
+
+def _warn_on_stock_geometry(parameters, where):
+    """Say where a moved aperture cannot keep the reference's geometry."""
+    if "extract_width" in parameters and "ystart" not in parameters and "bkg_coeff" in parameters:
+        log.warning(
+            "%s: extract_width without cross-dispersion start/stop is centred on the middle "
+            "of the image; the background regions keep their distance from the middle of the "
+            "_s2d, not of the stock product (give ystart/ystop to pin it)",
+            where,
+        )
+    pixel_slopes = parameters.get("independent_var", "pixel") == "pixel" and any(
+        len(poly) > 1 for key in ("src_coeff", "bkg_coeff") for poly in parameters.get(key) or []
+    )
+    if pixel_slopes:
+        log.warning(
+            "%s: src_coeff/bkg_coeff vary with the stock product's dispersion pixel; on the "
+            "rectified grid the column index means another wavelength",
+            where,
+        )
 
 
 def _select(reference, aperture_id, where):

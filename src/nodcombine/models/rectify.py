@@ -335,16 +335,32 @@ def rectified_slit(inputs, image, *, weight_type):
     return slit
 
 
+#: exposure metadata a rectified slit carries (what jwst's extract_1d reads from a slit)
+_SLIT_META = (
+    "instrument",
+    "exposure",
+    "observation",
+    "program",
+    "target",
+    "aperture",
+    "photometry",
+    "subarray",
+    "filename",
+)
+
+
 def _slit_meta(first, image, source):
     """The exposure's metadata for the slit, which now disperses along x.
 
     jwst's slits carry their exposure's metadata; its extract_1d reads the
     instrument and units from the slit.
     """
-    meta = copy.deepcopy({k: v for k, v in first.model.meta.instance.items() if k != "wcs"})
+    # not the detector's wcsinfo (it would give the rectified image a wrong FITS WCS)
+    exposure = first.model.meta.instance
+    meta = copy.deepcopy({k: exposure[k] for k in _SLIT_META if k in exposure})
     unit = _first_meta(first, ("bunit_data",)) or "MJy/sr"
     meta.update(bunit_data=unit, bunit_err=unit)
-    meta.setdefault("wcsinfo", {})["dispersion_direction"] = 1
+    meta["wcsinfo"] = {"dispersion_direction": 1}
     area = _first_meta(first, ("photometry", "pixelarea_steradians"))
     if area:
         meta.setdefault("photometry", {})["pixelarea_steradians"] = float(area)

@@ -103,20 +103,28 @@ class OptimalExtract1dStep(NodcombineStep):
     def _extract(self, slit, model):
         inputs = adapter.extraction_inputs(slit, model)
         profile, offset, fitted = inputs.profile, inputs.offset, None
-        if profile is None:
-            fitted = fit_rectified_profile(
-                inputs.data, sum(inputs.variances.values()), inputs.offset
-            )
-            profile, offset = fitted.profile, inputs.offset - fitted.centre
-            log.info(
-                "%s: fitted profile, centre %+.2f px, sigma %.2f px",
-                inputs.label,
-                fitted.centre,
-                fitted.sigma,
-            )
-        pathloss = self._slit_transmission(inputs)
-        if self.extraction_type == "box":
-            return self._box(slit, inputs, profile, offset, pathloss)
+        box = self.extraction_type == "box"
+        if profile is None and (not box or self.use_source_posn or self.apply_pathloss):
+            try:
+                fitted = fit_rectified_profile(
+                    inputs.data, sum(inputs.variances.values()), inputs.offset
+                )
+            except ValueError:
+                if not box or self.use_source_posn:
+                    raise
+                # a fixed box needs the profile only for its aperture correction
+                log.warning("%s: no profile could be fitted; no path-loss correction", inputs.label)
+            else:
+                profile, offset = fitted.profile, inputs.offset - fitted.centre
+                log.info(
+                    "%s: fitted profile, centre %+.2f px, sigma %.2f px",
+                    inputs.label,
+                    fitted.centre,
+                    fitted.sigma,
+                )
+        pathloss = self._slit_transmission(inputs) if profile is not None else None
+        if box:
+            return self._box(slit, inputs, profile, offset, pathloss, fitted is not None)
         half_width = self.window or (
             4.0 * fitted.sigma if fitted else _default_window(inputs.nod_separation)
         )
@@ -139,7 +147,7 @@ class OptimalExtract1dStep(NodcombineStep):
         )
         return spec
 
-    def _box(self, slit, inputs, profile, offset, pathloss):
+    def _box(self, slit, inputs, profile, offset, pathloss, fitted):
         aperture = self._aperture()
         shape = inputs.data.shape
         if self.use_source_posn:
@@ -147,11 +155,14 @@ class OptimalExtract1dStep(NodcombineStep):
             shift = source_row - aperture.centre(shape, inputs.wavelength)
             aperture = aperture.shifted(shift, shape[0])
             log.info("%s: box aperture moved by %+.2f rows onto the source", inputs.label, shift)
+        _warn_on_negative_images(inputs, aperture, offset)
         spectrum = boxcar_extract(
             inputs.data, inputs.variances, inputs.usable, inputs.wavelength, aperture
         )
         # a box holds the profile inside it: that is the (profile-based) aperture loss
-        inside = np.nansum(spectrum.weights * np.nan_to_num(profile), axis=0)
+        inside = np.full(shape[1], np.nan)
+        if profile is not None:
+            inside = np.nansum(spectrum.weights * np.nan_to_num(profile), axis=0)
         if pathloss is not None:
             pathloss = pathloss * inside
         spec = adapter.spec_model(
@@ -163,9 +174,7 @@ class OptimalExtract1dStep(NodcombineStep):
             extras={"aperture_profile_fraction": [float(v) for v in inside]},
         )
         lower, upper = spectrum.limits[:2]
-        self._log_spectrum(
-            inputs, spectrum, pathloss, f"box rows {lower:.1f}-{upper:.1f}", profile is not None
-        )
+        self._log_spectrum(inputs, spectrum, pathloss, f"box rows {lower:.1f}-{upper:.1f}", fitted)
         return spec
 
     def _aperture(self):
@@ -208,6 +217,22 @@ class OptimalExtract1dStep(NodcombineStep):
             "a fit to the image" if fitted else inputs.profile_origin,
             float(np.nanmedian(spectrum.flux / spectrum.error)) if good.any() else 0.0,
             f", path loss {np.nanmedian(pathloss):.3f}" if pathloss is not None else "",
+        )
+
+
+def _warn_on_negative_images(inputs, aperture, offset):
+    """Warn when background regions hold a negative image of the nod differences."""
+    weights = aperture.background_weights(inputs.data.shape, inputs.wavelength)
+    if weights is None or not np.isfinite(inputs.nod_separation):
+        return
+    rows = weights.max(axis=1) > 0
+    near = np.abs(np.abs(offset[rows]) - inputs.nod_separation) < 2.0
+    if near.any():
+        log.warning(
+            "%s: box background regions reach the negative nod images (%.1f px from the "
+            "source); the background will be biased low and the flux high",
+            inputs.label,
+            inputs.nod_separation,
         )
 
 
