@@ -129,3 +129,49 @@ def test_pipeline_writes_per_source_products(tmp_path):
     with datamodels.open(next(tmp_path.glob("*_s000001000_x1d.fits"))) as one:
         assert isinstance(one, datamodels.MultiSpecModel) and len(one.spec) == 1
         assert one.spec[0].instance["extract_1d_extras"]["pathloss_applied"] is True
+
+
+def _apply_jwst_pathloss(models, kind="POINT"):
+    """What jwst's pathloss step does to a _cal: divide by a correction, record it."""
+    out = []
+    for model in models:
+        model = model.copy()
+        model.meta.cal_step.pathloss = "COMPLETE"
+        for slit in model.slits:
+            ny, nx = slit.data.shape
+            correction = (0.6 + 0.3 * np.linspace(0, 1, nx))[None, :] * np.ones((ny, 1))
+            slit.data = slit.data / correction
+            for c in ("var_poisson", "var_rnoise", "var_flat"):
+                setattr(slit, c, getattr(slit, c) / correction**2)
+            slit.pathloss_point = correction.astype(np.float32)
+            slit.pathloss_uniform = (0.9 * correction).astype(np.float32)
+            slit.pathloss_correction_type = kind
+        out.append(model)
+    return out
+
+
+def test_jwst_pathloss_correction_is_undone(visit, chain):
+    models, _ = visit
+    _, x1d = chain
+    corrected = _apply_jwst_pathloss(models)
+    _, x1d_corrected = run_chain(corrected)
+    for ours, reference in zip(x1d_corrected.spec, x1d.spec, strict=True):
+        np.testing.assert_allclose(
+            ours.spec_table["FLUX"], reference.spec_table["FLUX"], rtol=1e-4, atol=1e-12
+        )
+        np.testing.assert_allclose(
+            ours.spec_table["FLUX_ERROR"], reference.spec_table["FLUX_ERROR"], rtol=1e-4
+        )
+    # the inputs keep their correction
+    assert corrected[0].meta.cal_step.pathloss == "COMPLETE"
+    assert "nod_diff_status" not in corrected[0].slits[0].instance
+
+
+def test_pathloss_complete_without_its_arrays_is_refused(visit, caplog):
+    models, _ = visit
+    corrected = _apply_jwst_pathloss(models)
+    del corrected[1].slits[0].pathloss_point
+    result = NodDiffStep.call(corrected)
+    assert "'pathloss_point' is missing" in caplog.text
+    statuses = [m.slits[0].instance.get("nod_diff_status") for m in result]
+    assert all(status != "COMPLETE" for status in statuses)

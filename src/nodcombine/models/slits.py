@@ -24,6 +24,7 @@ __all__ = [
     "SlitRef",
     "SourceGroup",
     "SourceStack",
+    "applied_pathloss",
     "check_member",
     "container_problem",
     "exposure_refs",
@@ -406,9 +407,18 @@ def stack_source(members, *, with_shutters=False):
     grid = _Grid.of(members)
     vertical = grid.vertical
     n = len(members)
-    data = grid.place([ref.slit.data for ref in members], np.nan, float)
+    # the light outside the slit is corrected for at extraction, from the fitted
+    # profile; jwst's own correction is taken out first
+    undo = [applied_pathloss(ref) for ref in members]
+    data = grid.place(
+        [_times(ref.slit.data, f) for ref, f in zip(members, undo, strict=True)], np.nan, float
+    )
     variances = {
-        c: grid.place([getattr(r.slit, c) for r in members], np.nan, float)
+        c: grid.place(
+            [_times(getattr(r.slit, c), f, 2) for r, f in zip(members, undo, strict=True)],
+            np.nan,
+            float,
+        )
         for c in VARIANCE_COMPONENTS
     }
     dq = grid.place(
@@ -450,6 +460,46 @@ def stack_source(members, *, with_shutters=False):
         windows,
         vertical,
     )
+
+
+def applied_pathloss(ref):
+    """The path-loss correction jwst divided a ``_cal`` slit by, or None.
+
+    jwst's ``pathloss`` step divides the data by ``pathloss_point`` (point
+    sources) or ``pathloss_uniform`` and the variances by its square, and
+    records which in ``pathloss_correction_type``.  A slit that ``nod_diff``
+    wrote holds differences of data already multiplied back: None.
+
+    Parameters
+    ----------
+    ref : SlitRef
+
+    Returns
+    -------
+    numpy.ndarray or None
+        The correction, where finite and positive (else 1).
+    """
+    step = (ref.model.meta.instance.get("cal_step") or {}).get("pathloss")
+    if step != "COMPLETE" or "nod_diff_status" in ref.slit.instance:
+        return None
+    kind = str(getattr(ref.slit, "pathloss_correction_type", None) or "").upper()
+    if not kind:
+        source_type = str(getattr(ref.slit, "source_type", None) or "").upper()
+        kind = "POINT" if source_type == "POINT" else "UNIFORM"
+    name = "pathloss_point" if kind == "POINT" else "pathloss_uniform"
+    values = ref.slit.instance.get(name)
+    if values is None or np.shape(values) != ref.slit.data.shape:
+        raise ValueError(
+            f"{ref.label}: meta.cal_step.pathloss is COMPLETE but {name!r} is missing; "
+            "cannot undo jwst's path-loss correction"
+        )
+    values = np.asarray(values, dtype=float)
+    return np.where(np.isfinite(values) & (values > 0), values, 1.0)
+
+
+def _times(values, factor, power=1):
+    values = np.asarray(values, dtype=float)
+    return values if factor is None else values * factor**power
 
 
 def check_member(ref):
