@@ -169,7 +169,14 @@ def _worst_outliers(data, total, profile, kept, flux, clip_sigma):
     """
     valid = kept & np.isfinite(flux)[None, :]
     model = np.where(valid, np.nan_to_num(flux)[None, :] * profile, 0.0)
-    scale = np.sqrt(np.where(valid, total, 1.0) + (_PROFILE_TOLERANCE * model) ** 2)
+    variance = np.where(valid, total, 1.0)
+    # each bin against the estimate from the others (a deleted residual): a
+    # hit also pulls F̂ towards itself, which hides it in the plain residual.
+    # With w_i the bin's share of the information, D_i − F̂ P_i has variance
+    # V_i (1 − w_i), and dividing by it gives the deleted residual's z exactly.
+    information = np.where(valid, np.where(valid, profile, 0.0) ** 2 / variance, 0.0)
+    share = information / np.maximum(information.sum(axis=0), 1e-300)
+    scale = np.sqrt(variance * np.clip(1.0 - share, 1e-3, 1.0) + (_PROFILE_TOLERANCE * model) ** 2)
     residual = np.where(valid, (np.where(valid, data, 0.0) - model) / scale, np.nan)
     half = _NEIGHBOURS // 2
     padded = np.pad(residual, ((0, 0), (half, half)), constant_values=np.nan)
