@@ -8,6 +8,7 @@ extras (path-loss factor, slit transmission, profile fraction) go in the
 companion ``_x1dextra`` product (`companion_tree`).
 """
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -458,13 +459,19 @@ def per_source_products(product, s2d, x1d):
     spectra = {(spec.name, spec.source_id): spec for spec in x1d.spec}
     for slit in s2d.slits:
         stem = _source_stem(product, slit)
-        one = datamodels.MultiSlitModel()
-        one.update(s2d)
-        one.slits.append(slit)
-        yield f"{stem}_s2d", one
+        yield f"{stem}_s2d", _one_of(datamodels.MultiSlitModel, s2d, "slits", slit)
         spec = spectra.get((slit.name, slit.source_id))
         if spec is not None:
-            spectrum = datamodels.MultiSpecModel()
-            spectrum.update(x1d)
-            spectrum.spec.append(spec)
-            yield f"{stem}_x1d", spectrum
+            yield f"{stem}_x1d", _one_of(datamodels.MultiSpecModel, x1d, "spec", spec)
+
+
+def _one_of(model_class, whole, key, item):
+    """A product holding one item of ``whole`` and its metadata.
+
+    Written to the tree (validated when saved): ``update`` and a validated
+    append cost 0.1 s per source, more than saving the file.
+    """
+    one = model_class()
+    one.instance["meta"] = copy.deepcopy(whole.instance["meta"])
+    one.instance[key] = [item.instance]
+    return one
