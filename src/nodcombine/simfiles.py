@@ -49,6 +49,12 @@ def _set_exposure_meta(model, mode, i, position, offset, n_points):
     meta.exposure.effective_exposure_time = mode.exposure_time
     meta.exposure.exposure_time = mode.exposure_time
     meta.exposure.start_time = 60000.0 + 0.02 * i
+    days = mode.exposure_time / 86400.0
+    meta.exposure.mid_time = meta.exposure.start_time + days / 2.0
+    meta.exposure.end_time = meta.exposure.start_time + days
+    meta.exposure.measurement_time = mode.exposure_time
+    meta.exposure.duration = mode.exposure_time
+    meta.exposure.elapsed_exposure_time = mode.exposure_time
     meta.observation.program_number = "09999"
     meta.observation.observation_number = "001"
     meta.observation.visit_number = "001"
@@ -86,6 +92,7 @@ def _fill_slit(slit, mode, entry, k, offset):
     if "barshadow" in entry:
         slit.barshadow = entry["barshadow"]
     slit.meta.wcs = entry["wcs"]
+    slit.meta.wcsinfo.dispersion_direction = mode.dispersion_direction
     slit.meta.photometry.pixelarea_steradians = (mode.pixel_scale / 206264.806) ** 2
     slit.meta.photometry.pixelarea_arcsecsq = mode.pixel_scale**2
 
