@@ -142,7 +142,11 @@ def extraction_inputs(slit, model):
     grid = slit.instance.get(RECTIFY_KEY) or {}
     wavelength = _wavelength(slit, grid, label)
     offset, profile, origin = _profile(slit, grid)
-    usable = (np.asarray(slit.dq) & DQ["DO_NOT_USE"]) == 0
+    dq = getattr(slit, "dq", None)
+    # a drizzled jwst _s2d may have no DQ array: its NaNs mark the empty pixels
+    usable = np.isfinite(data)
+    if dq is not None and np.shape(dq) == data.shape:
+        usable &= (np.asarray(dq) & DQ["DO_NOT_USE"]) == 0
     scale = float(grid.get("pixel_scale_arcsec", 0.0)) or _pixel_scale(model)
     instrument = (model.meta.instrument.name or "").upper()
     return ExtractionInputs(
