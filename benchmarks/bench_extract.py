@@ -57,11 +57,12 @@ def drizzled(draws):
     from nodcombine.simulate import simulate_nodded_visit
 
     print(f"\n## 2b. Bin-to-bin noise correlation, sky only ({draws} visits x 4 slits)")
-    print("| data | product | rows | std data/err | lag-1 along the dispersion |")
-    print("|---|---|---|---|---|")
+    print("| data | product | rows | std data/err | lag-1 along the dispersion | across the slit |")
+    print("|---|---|---|---|---|---|")
     _ceers_correlation()
     for n_points in (2, 3):
         rows = {"nodcombine rectify": [], "jwst resample_spec": []}
+        columns = {key: [] for key in rows}
         for seed in range(draws):
             models, _ = simulate_nodded_visit(
                 "nrs_msa_prism", n_slits=4, n_points=n_points, source_peak=0.0, seed=seed
@@ -72,12 +73,13 @@ def drizzled(draws):
                 for slit in product.slits:
                     z = np.asarray(slit.data, float) / np.asarray(slit.err, float)
                     rows[key].extend(r for r in z if np.isfinite(r).sum() > 50)
+                    columns[key].extend(c for c in z.T if np.isfinite(c).sum() > 10)
         for key, series in rows.items():
             z = np.concatenate(series)
             z = z[np.isfinite(z)]
             print(
                 f"| sim {n_points}-point | {key} | {len(series)} | {z.std():.3f} |"
-                f" {lag1(series):+.3f} |",
+                f" {lag1(series):+.3f} | {lag1(columns[key]):+.3f} |",
                 flush=True,
             )
 
@@ -115,7 +117,7 @@ def _ceers_correlation():
         rows = _sky_rows(product)
         z = np.concatenate(rows)
         z = z[np.isfinite(z)]
-        print(f"| CEERS 933 | {key} | {len(rows)} | {z.std():.3f} | {lag1(rows):+.3f} |")
+        print(f"| CEERS 933 | {key} | {len(rows)} | {z.std():.3f} | {lag1(rows):+.3f} | - |")
 
 
 def _cramer_rao_sigma(models, truth, slit_index):

@@ -145,15 +145,24 @@ def test_pipeline_writes_per_source_products(tmp_path):
         assert one.spec[0].instance["extract_1d_extras"]["pathloss_applied"] is True
 
 
-def _apply_jwst_pathloss(models, kind="POINT"):
-    """What jwst's pathloss step does to a _cal: divide by a correction, record it."""
+def _correction(shape):
+    ny, nx = shape
+    return (0.6 + 0.3 * np.linspace(0, 1, nx))[None, :] * np.ones((ny, 1))
+
+
+def _apply_jwst_pathloss(models, kind="POINT", leave_alone=()):
+    """What jwst's pathloss step does to a NIRSpec _cal: divide by a correction, record it.
+
+    Slits in ``leave_alone`` are skipped as jwst skips a slit it has no model for.
+    """
     out = []
     for model in models:
         model = model.copy()
         model.meta.cal_step.pathloss = "COMPLETE"
-        for slit in model.slits:
-            ny, nx = slit.data.shape
-            correction = (0.6 + 0.3 * np.linspace(0, 1, nx))[None, :] * np.ones((ny, 1))
+        for k, slit in enumerate(model.slits):
+            if k in leave_alone:
+                continue
+            correction = _correction(slit.data.shape)
             slit.data = slit.data / correction
             for c in ("var_poisson", "var_rnoise", "var_flat"):
                 setattr(slit, c, getattr(slit, c) / correction**2)
@@ -164,28 +173,50 @@ def _apply_jwst_pathloss(models, kind="POINT"):
     return out
 
 
+def _assert_same_spectra(x1d, reference):
+    assert len(x1d.spec) == len(reference.spec)
+    for ours, ref in zip(x1d.spec, reference.spec, strict=True):
+        np.testing.assert_allclose(
+            ours.spec_table["FLUX"], ref.spec_table["FLUX"], rtol=1e-4, atol=1e-12
+        )
+        np.testing.assert_allclose(
+            ours.spec_table["FLUX_ERROR"], ref.spec_table["FLUX_ERROR"], rtol=1e-4
+        )
+
+
 def test_jwst_pathloss_correction_is_undone(visit, chain):
     models, _ = visit
-    _, x1d = chain
-    corrected = _apply_jwst_pathloss(models)
+    corrected = _apply_jwst_pathloss(models, leave_alone=(2,))
     _, x1d_corrected = run_chain(corrected)
-    for ours, reference in zip(x1d_corrected.spec, x1d.spec, strict=True):
-        np.testing.assert_allclose(
-            ours.spec_table["FLUX"], reference.spec_table["FLUX"], rtol=1e-4, atol=1e-12
-        )
-        np.testing.assert_allclose(
-            ours.spec_table["FLUX_ERROR"], reference.spec_table["FLUX_ERROR"], rtol=1e-4
-        )
+    _assert_same_spectra(x1d_corrected, chain[1])
     # the inputs keep their correction
     assert corrected[0].meta.cal_step.pathloss == "COMPLETE"
     assert "nod_diff_status" not in corrected[0].slits[0].instance
 
 
-def test_pathloss_complete_without_its_arrays_is_refused(visit, caplog):
+def test_miri_lrs_pathloss_is_multiplicative_and_undone():
+    models, _ = simulate_nodded_visit("miri_lrs", n_points=2, source_peak=1.0, seed=6)
+    _, reference = run_chain([m.copy() for m in models])
+    corrected = []
+    for model in models:
+        model = model.copy()
+        correction = 1.2 + 0.3 * _correction(model.data.shape)
+        model.data = model.data * correction  # jwst: "LRS correction is multiplicative"
+        for c in ("var_poisson", "var_rnoise", "var_flat"):
+            setattr(model, c, getattr(model, c) * correction**2)
+        model.pathloss_point = correction.astype(np.float32)
+        model.meta.cal_step.pathloss = "COMPLETE"
+        corrected.append(model)
+    _, x1d = run_chain(corrected)
+    _assert_same_spectra(x1d, reference)
+
+
+def test_recorded_correction_without_its_array_skips_that_exposure(visit, caplog):
     models, _ = visit
     corrected = _apply_jwst_pathloss(models)
     del corrected[1].slits[0].pathloss_point
     result = NodDiffStep.call(corrected)
     assert "'pathloss_point' is missing" in caplog.text
     statuses = [m.slits[0].instance.get("nod_diff_status") for m in result]
-    assert all(status != "COMPLETE" for status in statuses)
+    assert statuses[1] != "COMPLETE"
+    assert statuses[0] == statuses[2] == "COMPLETE"

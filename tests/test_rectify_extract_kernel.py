@@ -203,6 +203,10 @@ def test_outlier_bins_are_rejected_and_clean_columns_untouched():
     assert set(zip(*np.nonzero(clipped.rejected), strict=True)) == set(zip(rows, cols, strict=True))
     assert np.all(np.abs(clipped.flux - 100.0)[cols] < 4 * clipped.error[cols])
     np.testing.assert_array_equal(np.delete(clipped.flux, cols), np.delete(clean.flux, cols))
+    # a hit whose row neighbours are all masked is judged on its own
+    lonely = usable.copy()
+    lonely[5, [8, 9, 11, 12]] = False
+    assert optimal_extract(hit, variances, profile, lonely, clip_sigma=5.0).rejected[5, 10]
 
 
 @pytest.mark.parametrize("flux", [1e4, 1e6])

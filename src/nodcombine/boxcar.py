@@ -321,7 +321,8 @@ def smoothing_matrix(n, length):
 
 def _smoothed(data, variances, length):
     """Smoothed image and its per-pixel variances (NaNs interpolated over)."""
-    # a pixel without a finite value or variance is skipped (as jwst's nansum)
+    # a pixel with a NaN variance adds nothing to the smoothed variance (as
+    # jwst's nansum), though its value is smoothed in
     finite = np.isfinite(data) & np.isfinite(sum(variances.values()))
     taps = smoothing_matrix(data.shape[1], length)
     norm = (taps @ np.isfinite(data).T.astype(float)).T

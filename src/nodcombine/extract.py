@@ -162,10 +162,12 @@ def _worst_outliers(data, total, profile, kept, flux, clip_sigma):
 
     A cosmic ray hits one bin; a profile that does not quite fit the source
     leaves residuals that change smoothly along the dispersion.  So each bin's
-    normalised residual is compared with the median of the same row over
-    `_NEIGHBOURS` columns, and the deviation allows for a profile off by
-    `_PROFILE_TOLERANCE` of the model: the core of a bright source, or a bright
-    line of slightly different shape, keeps its bins.
+    normalised residual is compared with the median of the same row in the
+    `_NEIGHBOURS` - 1 columns around it (not itself; 0 if fewer than 3 have
+    one), and the deviation allows for a profile off by `_PROFILE_TOLERANCE`
+    of the model: the core of a bright source, or a bright line of slightly
+    different shape, keeps its bins.  Hits three or more columns wide (a
+    snowball) look like such a line and are kept.
     """
     valid = kept & np.isfinite(flux)[None, :]
     model = np.where(valid, np.nan_to_num(flux)[None, :] * profile, 0.0)
@@ -178,13 +180,13 @@ def _worst_outliers(data, total, profile, kept, flux, clip_sigma):
     share = information / np.maximum(information.sum(axis=0), 1e-300)
     scale = np.sqrt(variance * np.clip(1.0 - share, 1e-3, 1.0) + (_PROFILE_TOLERANCE * model) ** 2)
     residual = np.where(valid, (np.where(valid, data, 0.0) - model) / scale, np.nan)
-    half = _NEIGHBOURS // 2
-    padded = np.pad(residual, ((0, 0), (half, half)), constant_values=np.nan)
-    windows = np.lib.stride_tricks.sliding_window_view(padded, _NEIGHBOURS, axis=1)
+    neighbours = residual[:, _neighbour_columns(residual.shape[1])]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # rows with no neighbours
-        local = np.nanmedian(windows, axis=2)
-    deviation = np.where(valid, np.abs(residual - np.nan_to_num(local)), 0.0)
+        local = np.nanmedian(neighbours, axis=2)
+    # fewer than 3 neighbours give no robust local level (one may be a hit)
+    local = np.where(np.isfinite(neighbours).sum(axis=2) >= 3, local, 0.0)
+    deviation = np.where(valid, np.abs(residual - local), 0.0)
     rows = np.argmax(deviation, axis=0)
     columns = np.arange(deviation.shape[1])
     worst = np.zeros_like(kept)
@@ -195,6 +197,18 @@ def _worst_outliers(data, total, profile, kept, flux, clip_sigma):
 
 #: columns over which a residual must stand out to be an outlier
 _NEIGHBOURS = 5
+
+
+def _neighbour_columns(n):
+    """For each column, the `_NEIGHBOURS` - 1 nearest other columns (one-sided at the ends)."""
+    width = min(_NEIGHBOURS, n)
+    start = np.clip(np.arange(n) - width // 2, 0, n - width)
+    window = start[:, None] + np.arange(width)[None, :]
+    others = window != np.arange(n)[:, None]
+    # every window holds its own column once: drop it, keep the rest in order
+    return window[others].reshape(n, width - 1)
+
+
 #: fractional error of the profile model allowed for when looking for outliers
 _PROFILE_TOLERANCE = 0.1
 

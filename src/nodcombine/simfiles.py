@@ -93,7 +93,9 @@ def _fill_slit(slit, mode, entry, k, offset):
         slit.barshadow = entry["barshadow"]
     slit.meta.wcs = entry["wcs"]
     slit.meta.wcsinfo.dispersion_direction = mode.dispersion_direction
-    slit.meta.bunit_data = slit.meta.bunit_err = "MJy/sr"  # photom sets them per slit
+    # per slit, as photom writes them; in surface brightness even for point
+    # sources (photom would write MJy), so the data stay self-consistent
+    slit.meta.bunit_data = slit.meta.bunit_err = "MJy/sr"
     slit.meta.photometry.pixelarea_steradians = (mode.pixel_scale / 206264.806) ** 2
     slit.meta.photometry.pixelarea_arcsecsq = mode.pixel_scale**2
 

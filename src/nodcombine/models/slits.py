@@ -463,12 +463,15 @@ def stack_source(members, *, with_shutters=False):
 
 
 def applied_pathloss(ref):
-    """The path-loss correction jwst divided a ``_cal`` slit by, or None.
+    """The factor that takes jwst's path-loss correction out of a ``_cal`` slit, or None.
 
-    jwst's ``pathloss`` step divides the data by ``pathloss_point`` (point
-    sources) or ``pathloss_uniform`` and the variances by its square, and
-    records which in ``pathloss_correction_type``.  A slit that ``nod_diff``
-    wrote holds differences of data already multiplied back: None.
+    jwst's ``pathloss`` step divides NIRSpec data by ``pathloss_point``
+    (point sources) or ``pathloss_uniform`` and the variances by its square,
+    recording which in ``pathloss_correction_type``; MIRI LRS data it
+    multiplies by ``pathloss_point``.  The factor returned multiplies the data
+    (its square, the variances) back.  A NIRSpec slit jwst left alone (no
+    correction type, no array) and a slit ``nod_diff`` wrote (differences of
+    data already restored) give None.
 
     Parameters
     ----------
@@ -477,24 +480,35 @@ def applied_pathloss(ref):
     Returns
     -------
     numpy.ndarray or None
-        The correction, where finite and positive (else 1).
+
+    Raises
+    ------
+    ValueError
+        Naming the slit and field, if the correction recorded is missing.
     """
     step = (ref.model.meta.instance.get("cal_step") or {}).get("pathloss")
-    if step != "COMPLETE" or "nod_diff_status" in ref.slit.instance:
+    if step != "COMPLETE" or ref.slit.instance.get("nod_diff_status") == "COMPLETE":
         return None
-    kind = str(getattr(ref.slit, "pathloss_correction_type", None) or "").upper()
-    if not kind:
+    miri = str(ref.model.meta.instance.get("instrument", {}).get("name", "")).upper() == "MIRI"
+    kind = str(ref.slit.instance.get("pathloss_correction_type") or "").upper()
+    if miri:
+        name = "pathloss_point"
+    elif kind:
+        name = "pathloss_point" if kind == "POINT" else "pathloss_uniform"
+    elif not any(k in ref.slit.instance for k in ("pathloss_point", "pathloss_uniform")):
+        return None  # jwst skipped this slit (source outside it, no model)
+    else:
         source_type = str(getattr(ref.slit, "source_type", None) or "").upper()
-        kind = "POINT" if source_type == "POINT" else "UNIFORM"
-    name = "pathloss_point" if kind == "POINT" else "pathloss_uniform"
+        name = "pathloss_point" if source_type == "POINT" else "pathloss_uniform"
     values = ref.slit.instance.get(name)
     if values is None or np.shape(values) != ref.slit.data.shape:
         raise ValueError(
             f"{ref.label}: meta.cal_step.pathloss is COMPLETE but {name!r} is missing; "
-            "cannot undo jwst's path-loss correction"
+            "cannot take jwst's path-loss correction out"
         )
     values = np.asarray(values, dtype=float)
-    return np.where(np.isfinite(values) & (values > 0), values, 1.0)
+    correction = np.where(np.isfinite(values) & (values > 0), values, 1.0)
+    return 1.0 / correction if miri else correction
 
 
 def _times(values, factor, power=1):
@@ -506,6 +520,7 @@ def check_member(ref):
     """Return None if the slit can be differenced, else the reason (file, slit, field)."""
     try:
         _check_slit(ref)
+        applied_pathloss(ref)
     except ValueError as err:
         return str(err)
     return None
