@@ -72,8 +72,13 @@ class OptimalExtract1dStep(NodcombineStep):
         model = datamodels.open(input_data) if opened else input_data
         try:
             output = adapter.new_multispec(model)
+            try:
+                # checked once for the visit, not once per slit
+                aperture = self._aperture() if self.extraction_type == "box" else None
+            except ValueError as err:
+                return self._skip(output, str(err))
             slits = adapter.slits_of(model)
-            spectra = [self._extract_safely(slit, model) for slit in slits]
+            spectra = [self._extract_safely(slit, model, aperture) for slit in slits]
             # added to the tree, not through the model: validating the growing
             # list at each append is slower than the extraction; the product
             # is validated when saved
@@ -91,40 +96,21 @@ class OptimalExtract1dStep(NodcombineStep):
         """Suffix of the product: ``x1d``."""
         return "x1d"
 
-    def _extract_safely(self, slit, model):
+    def _extract_safely(self, slit, model, aperture):
         try:
-            return self._extract(slit, model)
+            return self._extract(slit, model, aperture)
         except ValueError as err:
             log.warning("SKIPPED %s", err)
         except Exception as err:  # one bad source never stops a visit
             log.exception("SKIPPED slit %s: unexpected %s: %s", slit.name, type(err).__name__, err)
         return None
 
-    def _extract(self, slit, model):
+    def _extract(self, slit, model, aperture):
         inputs = adapter.extraction_inputs(slit, model)
-        profile, offset, fitted = inputs.profile, inputs.offset, None
-        box = self.extraction_type == "box"
-        if profile is None and (not box or self.use_source_posn or self.apply_pathloss):
-            try:
-                fitted = fit_rectified_profile(
-                    inputs.data, sum(inputs.variances.values()), inputs.offset
-                )
-            except ValueError:
-                if not box or self.use_source_posn:
-                    raise
-                # a fixed box needs the profile only for its aperture correction
-                log.warning("%s: no profile could be fitted; no path-loss correction", inputs.label)
-            else:
-                profile, offset = fitted.profile, inputs.offset - fitted.centre
-                log.info(
-                    "%s: fitted profile, centre %+.2f px, sigma %.2f px",
-                    inputs.label,
-                    fitted.centre,
-                    fitted.sigma,
-                )
+        profile, offset, fitted = self._profile(inputs, box=aperture is not None)
         pathloss = self._slit_transmission(inputs) if profile is not None else None
-        if box:
-            return self._box(slit, inputs, profile, offset, pathloss, fitted is not None)
+        if aperture is not None:
+            return self._box(slit, inputs, aperture, profile, offset, pathloss, fitted is not None)
         half_width = self.window or (
             4.0 * fitted.sigma if fitted else _default_window(inputs.nod_separation)
         )
@@ -147,8 +133,35 @@ class OptimalExtract1dStep(NodcombineStep):
         )
         return spec
 
-    def _box(self, slit, inputs, profile, offset, pathloss, fitted):
-        aperture = self._aperture()
+    def _profile(self, inputs, *, box):
+        """The source profile, its row offsets, and the fit it came from (or None).
+
+        A stock ``_s2d`` without a profile gets a Gaussian fitted to the image;
+        a fixed box needs it only for its aperture correction, so there a
+        failed fit costs the path-loss correction, not the spectrum.
+        """
+        if inputs.profile is not None or (
+            box and not self.use_source_posn and not self.apply_pathloss
+        ):
+            return inputs.profile, inputs.offset, None
+        try:
+            fitted = fit_rectified_profile(
+                inputs.data, sum(inputs.variances.values()), inputs.offset
+            )
+        except ValueError:
+            if not box or self.use_source_posn:
+                raise
+            log.warning("%s: no profile could be fitted; no path-loss correction", inputs.label)
+            return None, inputs.offset, None
+        log.info(
+            "%s: fitted profile, centre %+.2f px, sigma %.2f px",
+            inputs.label,
+            fitted.centre,
+            fitted.sigma,
+        )
+        return fitted.profile, inputs.offset - fitted.centre, fitted
+
+    def _box(self, slit, inputs, aperture, profile, offset, pathloss, fitted):
         shape = inputs.data.shape
         if self.use_source_posn:
             source_row = float(np.interp(0.0, offset, np.arange(shape[0])))
