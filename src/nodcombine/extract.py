@@ -28,7 +28,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from nodcombine.noddiff import VARIANCE_COMPONENTS
-from nodcombine.profile import pixel_integrated_gaussian
+from nodcombine.profile import pixel_fraction
 
 __all__ = [
     "OptimalSpectrum",
@@ -329,7 +329,7 @@ def fit_rectified_profile(data, variance, offset):
 
     def residuals(p):
         amplitude, centre, sigma, level = p
-        return (amplitude * pixel_integrated_gaussian(x, centre, sigma)[0] + level - y) / e
+        return (amplitude * pixel_fraction(x, centre, sigma) + level - y) / e
 
     fit = least_squares(
         residuals,
@@ -337,7 +337,7 @@ def fit_rectified_profile(data, variance, offset):
         bounds=([0, x.min(), 0.2, -np.inf], [np.inf, x.max(), np.ptp(x) / 2 + 1, np.inf]),
     )
     _, centre, sigma, _ = fit.x
-    profile = pixel_integrated_gaussian(np.asarray(offset, float), centre, sigma)[0]
+    profile = pixel_fraction(np.asarray(offset, float), centre, sigma)
     return RectifiedProfileFit(
         centre=float(centre),
         sigma=float(sigma),

@@ -43,11 +43,29 @@ __all__ = [
     "contrast_data",
     "difference_closure",
     "evaluate_profile",
+    "pixel_fraction",
     "pixel_integrated_gaussian",
     "sky_free_exposures",
 ]
 
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
+
+
+def pixel_fraction(along, centre, sigma):
+    """Fraction of a unit Gaussian in each pixel (`pixel_integrated_gaussian` without derivatives).
+
+    Parameters
+    ----------
+    along : numpy.ndarray
+        Pixel centres along the slit, in pixels (a pixel spans ``along ± 0.5``).
+    centre, sigma : numpy.ndarray
+        Gaussian centre and standard deviation, pixels; broadcast against ``along``.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    return ndtr((along + 0.5 - centre) / sigma) - ndtr((along - 0.5 - centre) / sigma)
 
 
 def pixel_integrated_gaussian(along, centre, sigma):

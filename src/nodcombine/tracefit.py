@@ -52,7 +52,7 @@ from nodcombine.tracemodel import (
     difference_model,
     outlying_entries,
     prepare_trace,
-    profile_images,
+    profile_only,
     residual_spread,
     without_entries,
 )
@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 
 _SCAN_STEP = 0.25  # pixels between trial offsets of the initial scan
 _SCAN_WIDTHS = (0.0, 1.0, 2.0, 3.0)  # pixels: intrinsic widths tried at the best offset
+_SCAN_REFINE = 1.0  # pixels: offsets rescanned around the best one at the best width
 _MIN_BLOCKS = 12  # flux blocks kept at least, so the offset polynomial stays constrained
 _MAX_CLIPPED = 0.03  # a model that needs more pixels rejected than this does not fit
 
@@ -338,21 +339,26 @@ def _scan(geom, cdata, settings):
 
     Offsets are scanned at the nominal width, then a few widths at the best
     offset (an extended source measured with a point-source profile would look
-    fainter than it is), then the offsets again at the best width.
+    fainter than it is), then the offsets within a pixel again at the best width.
     """
     limit = _limit(geom, settings)
     offsets = np.arange(-limit, limit + 1e-9, _SCAN_STEP)
     widths2 = [w**2 for w in _SCAN_WIDTHS if w <= settings.max_source_sigma]
 
-    def chi2(offset, s2):
+    def scanned(offset, s2):
         objective = ProfileObjective(geom, cdata, ProfileModel(0, False, s2), settings)
-        return np.sum(objective.residuals(np.array([offset])) ** 2), objective
+        return objective.value(np.array([offset]))
 
-    best = offsets[int(np.argmin([chi2(a, 0.0)[0] for a in offsets]))]
-    s2 = widths2[int(np.argmin([chi2(best, w)[0] for w in widths2]))]
+    def chi2(offset, s2):
+        return scanned(offset, s2)[1]
+
+    best = offsets[int(np.argmin([chi2(a, 0.0) for a in offsets]))]
+    s2 = widths2[int(np.argmin([chi2(best, w) for w in widths2]))]
     if s2 > 0:
-        best = offsets[int(np.argmin([chi2(a, s2)[0] for a in offsets]))]
-    columns = chi2(best, s2)[1].evaluate(np.array([best]))
+        # the width moves the best offset by a fraction of a pixel, not more
+        near = offsets[np.abs(offsets - best) <= _SCAN_REFINE + 1e-9]
+        best = near[int(np.argmin([chi2(a, s2) for a in near]))]
+    columns = scanned(best, s2)[0]
     snr, snr_column = _snr(columns, cdata)
     return (float(best), float(s2)), snr, snr_column, columns
 
@@ -491,7 +497,7 @@ def _fixed_profile(geom, cdata, centre, s2, outcome, snr=None, snr_column=None):
     Without ``snr`` the S/N is measured with this profile.
     """
     sigma2 = geom.sigma_psf**2 + s2
-    profile = profile_images(geom, centre, sigma2)[0]
+    profile = profile_only(geom, centre, sigma2)
     data = without_entries(cdata, outcome.clipped)
     evaluation = evaluate_profile(data, profile)
     if snr is None:

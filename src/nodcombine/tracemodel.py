@@ -19,6 +19,7 @@ from nodcombine.profile import (
     contrast_data,
     difference_closure,
     evaluate_profile,
+    pixel_fraction,
     pixel_integrated_gaussian,
     sky_free_exposures,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "outlying_entries",
     "prepare_trace",
     "profile_images",
+    "profile_only",
     "residual_spread",
     "rows_at",
     "without_entries",
@@ -84,6 +86,11 @@ def profile_images(geom, centre, sigma2):
     return pixel_integrated_gaussian(geom.along, centre[:, None, :], sigma[:, None, :])
 
 
+def profile_only(geom, centre, sigma2):
+    """`profile_images` without the derivatives."""
+    return pixel_fraction(geom.along, centre[:, None, :], np.sqrt(sigma2)[:, None, :])
+
+
 class ProfileObjective:
     """Residuals and Jacobian of one model, with the last evaluation cached."""
 
@@ -113,12 +120,25 @@ class ProfileObjective:
             self._key = key
         return self._value
 
+    def value(self, theta):
+        """`ProfileEvaluation` without a Jacobian and the objective ``Σ residuals²``.
+
+        For scans: no derivatives are computed, nothing is cached.
+        """
+        coeffs, s2 = self.model.split(theta)
+        profile = profile_only(self.geom, self.basis @ coeffs, self.geom.sigma_psf**2 + s2)
+        evaluation = evaluate_profile(self.data, profile, blocks=self.geom.blocks)
+        prior = coeffs * self.prior
+        return evaluation, float(evaluation.residuals @ evaluation.residuals + prior @ prior)
+
     def column_residuals(self, theta):
         """Residuals with a flux per column, whatever the blocks.
 
         Real spectral structure inside a flux block must not look like an outlier.
         """
-        return evaluate_profile(self.data, self._profile(theta)[0]).residuals
+        coeffs, s2 = self.model.split(theta)
+        profile = profile_only(self.geom, self.basis @ coeffs, self.geom.sigma_psf**2 + s2)
+        return evaluate_profile(self.data, profile).residuals
 
     def residuals(self, theta):
         """Whitened residuals, then the prior terms of the offset coefficients."""

@@ -1,6 +1,7 @@
 """The one adapter between jwst datamodels and the numpy kernels.
 
 Everything that reads or writes a datamodel attribute lives in this package:
+`nodcombine.models.modelio` opens the ``_cal`` files of a visit;
 `nodcombine.models.slits` groups the slits of a visit by source, aligns cutouts
 by ``xstart``/``ystart``, turns MIRI LRS images (dispersion along detector y)
 into the kernels' axis order ``(n_spatial, n_dispersion)``, evaluates the WCS
@@ -10,6 +11,7 @@ along-slit coordinate from the WCS, the pixel scale, the nominal PSF width) and
 writes the fitted profile back.
 """
 
+from nodcombine.models.modelio import IndexedHDUList, new_entry, open_exposure, open_visit
 from nodcombine.models.rectify import (
     PROFILE_KEY,
     RECTIFY_KEY,
@@ -76,6 +78,7 @@ __all__ = [
     "REF_VARIANCE_ATTRS",
     "TRACE_FIT_KEY",
     "ExtractionInputs",
+    "IndexedHDUList",
     "RectifyInputs",
     "SlitRef",
     "SourceGroup",
@@ -91,10 +94,13 @@ __all__ = [
     "fit_record",
     "group_by_source",
     "group_families",
+    "new_entry",
     "new_multislit",
     "new_multispec",
     "nod_diff_problem",
     "nod_offset",
+    "open_exposure",
+    "open_visit",
     "outlier_pixels",
     "per_source_products",
     "product_name",

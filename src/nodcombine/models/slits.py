@@ -299,14 +299,27 @@ def _wavelength_along(ref, vertical, trace, fallback):
         return fallback
     wave = np.asarray(wave, dtype=float)
     wave = wave.T if vertical else wave  # (along slit, dispersion)
-    rows = np.arange(wave.shape[0])
-    at_trace = np.array(
-        [
-            np.interp(trace[x], rows, wave[:, x], left=np.nan, right=np.nan)
-            for x in range(wave.shape[1])
-        ]
-    )
+    at_trace = _interp_columns(wave, trace)
     return np.where(np.isfinite(at_trace), at_trace, fallback)
+
+
+def _interp_columns(image, rows):
+    """``image[rows[x], x]`` interpolated linearly along each column; NaN outside.
+
+    Per column as `numpy.interp` with ``left=right=NaN``, for all columns at once.
+    """
+    n_rows, n_cols = image.shape
+    if n_rows < 2:
+        return np.full(n_cols, np.nan)
+    inside = (rows >= 0) & (rows <= n_rows - 1)
+    below = np.clip(np.floor(np.where(inside, rows, 0)), 0, n_rows - 2).astype(int)
+    frac = np.where(inside, rows, 0) - below
+    cols = np.arange(n_cols)
+    lo, hi = image[below, cols], image[below + 1, cols]
+    with np.errstate(invalid="ignore"):
+        # a row hit exactly takes that pixel alone, as numpy.interp does
+        value = np.where(frac == 0, lo, np.where(frac == 1, hi, lo + (hi - lo) * frac))
+    return np.where(inside, value, np.nan)
 
 
 def _predicted_trace(ref, vertical, wave_um):

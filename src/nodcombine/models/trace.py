@@ -285,9 +285,9 @@ def _pixel_scale(ref, vertical, trace):
         lo, hi = (along - 0.5, cols), (along + 0.5, cols)
     else:
         lo, hi = (cols, along - 0.5), (cols, along + 0.5)
-    wcs = ref.slit.meta.wcs
-    ra0, dec0 = (np.asarray(v, float) for v in wcs(*lo)[:2])
-    ra1, dec1 = (np.asarray(v, float) for v in wcs(*hi)[:2])
+    # both ends in one WCS call: its cost is mostly per call, not per point
+    ra, dec = (np.asarray(v, float) for v in ref.slit.meta.wcs(*np.hstack([lo, hi]))[:2])
+    (ra0, ra1), (dec0, dec1) = np.split(ra, 2), np.split(dec, 2)
     separation = np.hypot((ra1 - ra0) * np.cos(np.deg2rad(dec0)), dec1 - dec0) * 3600.0
     separation = separation[np.isfinite(separation) & (separation > 0)]
     if separation.size == 0:

@@ -52,7 +52,9 @@ class NodDiffStep(NodcombineStep):
         ModelContainer
             One model per exposure with the differences (suffix ``_nod``).
         """
-        container = self.prepare_output(input_data)
+        container = adapter.open_visit(input_data)
+        if container is None:
+            container = self.prepare_output(input_data)
         problem = adapter.container_problem(container)
         if problem:
             return self._skip(container, problem)
