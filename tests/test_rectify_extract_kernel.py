@@ -230,6 +230,53 @@ def test_a_slightly_wrong_profile_of_a_bright_source_keeps_its_bins(flux):
     assert optimal_extract(hit, variances, model, usable, clip_sigma=5.0).rejected[6, 100]
 
 
+def _faint_narrow_columns(rng):
+    """A faint source (S/N 2 per column) whose core bin holds 80 % of the information."""
+    offset = np.arange(11, dtype=float) - 5
+    profile = pixel_integrated_gaussian(offset, 0.0, 0.6)[0][:, None] * np.ones((1, 300))
+    variances = {c: np.full(profile.shape, 1.0 / 3.0) for c in VARIANCE_COMPONENTS}
+    data = 3.0 * profile + rng.normal(size=profile.shape)
+    return data, variances, profile
+
+
+def test_a_hit_in_the_bin_that_dominates_a_faint_column_is_the_one_rejected():
+    """Its allowance comes from the flux of the other bins, not the inflated F̂."""
+    data, variances, profile = _faint_narrow_columns(np.random.default_rng(11))
+    usable = np.ones(data.shape, bool)
+    share = (profile[:, 0] ** 2) / np.sum(profile[:, 0] ** 2)
+    assert share[5] > 0.75
+    hit = data.copy()
+    cols = np.arange(20, 280, 20)
+    hit[5, cols] += 20.0  # 20 sigma in the core bin, 8.6 sigma against the other bins
+    clean = optimal_extract(data, variances, profile, usable, clip_sigma=5.0)
+    clipped = optimal_extract(hit, variances, profile, usable, clip_sigma=5.0)
+    assert np.all(clipped.rejected[5, cols])
+    assert not np.delete(clipped.rejected, 5, axis=0)[:, cols].any()
+    assert np.all(np.abs(clipped.flux[cols] - 3.0) < 4 * clipped.error[cols])
+    np.testing.assert_array_equal(np.delete(clipped.flux, cols), np.delete(clean.flux, cols))
+
+
+def test_a_negative_hit_shaped_like_the_source_is_rejected():
+    """A track along the slit through the core follows the profile; below zero it is no source."""
+    data, variances, profile = _faint_narrow_columns(np.random.default_rng(12))
+    usable = np.ones(data.shape, bool)
+    hit = data.copy()
+    cols = np.arange(20, 280, 20)
+    hit[5:7, cols] -= 40.0 * profile[5:7, cols]  # a track along the slit: F̂ ~ -20 sigma
+    plain = optimal_extract(hit, variances, profile, usable)
+    assert np.all(plain.flux[cols] < -5 * plain.error[cols])
+    clipped = optimal_extract(hit, variances, profile, usable, clip_sigma=5.0)
+    assert np.all(clipped.rejected[5, cols])
+    # the track's second bin goes too unless what is left of the column looks like a source
+    assert clipped.rejected[6, cols].sum() >= 10
+    assert np.all(np.abs(clipped.flux[cols] - 3.0) < 4 * clipped.error[cols])
+    # a real absorption line goes down to zero, not below: kept whole
+    trough = data.copy()
+    trough[:, cols] -= 3.0 * profile[:, cols]
+    kept = optimal_extract(trough, variances, profile, usable, clip_sigma=5.0)
+    assert not kept.rejected.any()
+
+
 def test_window_excludes_far_bins():
     offset = np.arange(-6, 7, dtype=float)
     window = window_bins(offset, (13, 4), half_width=2.5)

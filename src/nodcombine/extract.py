@@ -167,19 +167,20 @@ def _worst_outliers(data, total, profile, kept, flux, clip_sigma):
     one), and the deviation allows for a profile off by `_PROFILE_TOLERANCE`
     of the model: the core of a bright source, or a bright line of slightly
     different shape, keeps its bins.  Hits three or more columns wide (a
-    snowball) look like such a line and are kept.
+    snowball) look like such a line and are kept.  A column extracted more
+    than `_NEGATIVE_SIGMA` errors below zero, which no source gives, is judged
+    against its neighbours' flux instead of its own: hits that follow the
+    profile (a track along the slit through the core, or a hit in the other
+    exposure under the source) make such columns.
     """
     valid = kept & np.isfinite(flux)[None, :]
-    model = np.where(valid, np.nan_to_num(flux)[None, :] * profile, 0.0)
-    variance = np.where(valid, total, 1.0)
-    # each bin against the estimate from the others (a deleted residual): a
-    # hit also pulls F̂ towards itself, which hides it in the plain residual.
-    # With w_i the bin's share of the information, D_i − F̂ P_i has variance
-    # V_i (1 − w_i), and dividing by it gives the deleted residual's z exactly.
-    information = np.where(valid, np.where(valid, profile, 0.0) ** 2 / variance, 0.0)
-    share = information / np.maximum(information.sum(axis=0), 1e-300)
-    scale = np.sqrt(variance * np.clip(1.0 - share, 1e-3, 1.0) + (_PROFILE_TOLERANCE * model) ** 2)
-    residual = np.where(valid, (np.where(valid, data, 0.0) - model) / scale, np.nan)
+    residual = _deleted_residuals(data, total, profile, valid, flux)
+    negative = _impossibly_negative(total, profile, valid, flux)
+    if negative.any():
+        reference = _neighbour_flux(flux)
+        residual[:, negative] = _residuals_against(data, total, profile, valid, reference)[
+            :, negative
+        ]
     neighbours = residual[:, _neighbour_columns(residual.shape[1])]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # rows with no neighbours
@@ -193,6 +194,54 @@ def _worst_outliers(data, total, profile, kept, flux, clip_sigma):
     exceed = deviation[rows, columns] > clip_sigma
     worst[rows[exceed], columns[exceed]] = True
     return worst
+
+
+def _deleted_residuals(data, total, profile, valid, flux):
+    """Each bin's residual against the estimate from the other bins, in sigma.
+
+    A hit also pulls F̂ towards itself, which hides it in the plain residual.
+    With w_i the bin's share of the information, D_i − F̂ P_i = (1 − w_i)
+    (D_i − F̂₋ᵢ P_i) and Var(D_i − F̂₋ᵢ P_i) = V_i / (1 − w_i).
+    """
+    p = np.where(valid, profile, 0.0)
+    d = np.where(valid, data, 0.0)
+    variance = np.where(valid, total, 1.0)
+    information = p**2 / variance
+    total_information = information.sum(axis=0)
+    kept_share = np.clip(1.0 - information / np.maximum(total_information, 1e-300), 1e-3, 1.0)
+    # the profile's allowance scales with the flux the *other* bins give: a hit
+    # in a bin holding most of a faint source's information inflates F̂, and an
+    # allowance on F̂ P_i would hide the hit and blame its neighbours instead
+    others = (np.nan_to_num(flux) * total_information)[None, :] - p * d / variance
+    flux_without = others / np.maximum(total_information[None, :] - information, 1e-300)
+    allowance = kept_share * _PROFILE_TOLERANCE * flux_without * p
+    model = np.nan_to_num(flux)[None, :] * p
+    scale = np.sqrt(variance * kept_share + allowance**2)
+    return np.where(valid, (d - model) / scale, np.nan)
+
+
+def _impossibly_negative(total, profile, valid, flux):
+    """Columns whose flux lies more than `_NEGATIVE_SIGMA` errors below zero."""
+    information = (np.where(valid, profile, 0.0) ** 2 / np.where(valid, total, 1.0)).sum(axis=0)
+    with np.errstate(invalid="ignore"):
+        return np.nan_to_num(flux) * np.sqrt(information) < -_NEGATIVE_SIGMA
+
+
+def _neighbour_flux(flux):
+    """Median flux of the neighbouring columns, at least 0 (0 with fewer than 3)."""
+    neighbours = flux[_neighbour_columns(flux.size)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN neighbours
+        level = np.nanmedian(neighbours, axis=1)
+    level = np.where(np.isfinite(neighbours).sum(axis=1) >= 3, level, 0.0)
+    return np.maximum(level, 0.0)
+
+
+def _residuals_against(data, total, profile, valid, reference):
+    """Each bin's residual against a given flux per column, in sigma."""
+    model = reference[None, :] * np.where(valid, profile, 0.0)
+    scale = np.sqrt(np.where(valid, total, 1.0) + (_PROFILE_TOLERANCE * model) ** 2)
+    return np.where(valid, (np.where(valid, data, 0.0) - model) / scale, np.nan)
 
 
 #: columns over which a residual must stand out to be an outlier
@@ -211,6 +260,10 @@ def _neighbour_columns(n):
 
 #: fractional error of the profile model allowed for when looking for outliers
 _PROFILE_TOLERANCE = 0.1
+
+#: a column's flux this many errors below zero is not a source's (0.13 % of pure
+#: noise columns; those are only judged against their neighbours, at clip_sigma)
+_NEGATIVE_SIGMA = 3.0
 
 
 def flux_information(profiles, variances):
