@@ -101,6 +101,11 @@ class ProfileObjective:
         self.prior = 1.0 / np.array(widths)
         self._key, self._value = None, None
 
+    def _unit_profile(self, theta):
+        """Unit profiles at ``theta``, without derivatives."""
+        coeffs, s2 = self.model.split(theta)
+        return profile_only(self.geom, self.basis @ coeffs, self.geom.sigma_psf**2 + s2)
+
     def _profile(self, theta):
         """Unit profiles and their derivatives with respect to ``theta``."""
         coeffs, s2 = self.model.split(theta)
@@ -125,10 +130,8 @@ class ProfileObjective:
 
         For scans: no derivatives are computed, nothing is cached.
         """
-        coeffs, s2 = self.model.split(theta)
-        profile = profile_only(self.geom, self.basis @ coeffs, self.geom.sigma_psf**2 + s2)
-        evaluation = evaluate_profile(self.data, profile, blocks=self.geom.blocks)
-        prior = coeffs * self.prior
+        evaluation = evaluate_profile(self.data, self._unit_profile(theta), blocks=self.geom.blocks)
+        prior = self.model.split(theta)[0] * self.prior
         return evaluation, float(evaluation.residuals @ evaluation.residuals + prior @ prior)
 
     def column_residuals(self, theta):
@@ -136,9 +139,7 @@ class ProfileObjective:
 
         Real spectral structure inside a flux block must not look like an outlier.
         """
-        coeffs, s2 = self.model.split(theta)
-        profile = profile_only(self.geom, self.basis @ coeffs, self.geom.sigma_psf**2 + s2)
-        return evaluate_profile(self.data, profile).residuals
+        return evaluate_profile(self.data, self._unit_profile(theta)).residuals
 
     def residuals(self, theta):
         """Whitened residuals, then the prior terms of the offset coefficients."""

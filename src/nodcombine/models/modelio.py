@@ -24,6 +24,7 @@ from astropy.io import fits
 from jwst.associations import load_asn
 from jwst.datamodels import ModelContainer
 from stdatamodels.jwst import datamodels
+from stdatamodels.jwst.datamodels import JwstDataModel
 
 __all__ = ["IndexedHDUList", "new_entry", "open_exposure", "open_visit"]
 
@@ -93,7 +94,7 @@ def open_exposure(path):
         return datamodels.open(path)
     with IndexedHDUList.fromfile(path, memmap=False) as hdulist:
         model_class = getattr(datamodels, str(hdulist[0].header.get("DATAMODL", "")), None)
-        if model_class is None or not isinstance(model_class, type):
+        if not (isinstance(model_class, type) and issubclass(model_class, JwstDataModel)):
             return datamodels.open(path)
         model = model_class(hdulist)
     # as datamodels.open does for a path (an HDUList carries its file name too)
