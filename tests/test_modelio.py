@@ -1,6 +1,7 @@
 """Fast opening of a visit: the same models as stdatamodels, in less time."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from jwst.datamodels import ModelContainer
 from stdatamodels.jwst import datamodels
 
 from nodcombine.models import IndexedHDUList, open_exposure, open_visit
-from nodcombine.models.slits import _interp_columns
+from nodcombine.models.slits import _interp_columns, evaluated_once
 from nodcombine.profile import pixel_fraction, pixel_integrated_gaussian
 from nodcombine.simulate import simulate_nodded_visit, write_visit
 
@@ -114,3 +115,53 @@ def test_pixel_fraction_is_the_integrated_gaussian():
     np.testing.assert_array_equal(
         pixel_fraction(along, centre, sigma), pixel_integrated_gaussian(along, centre, sigma)[0]
     )
+
+
+def test_wcs_evaluations_are_made_once_per_wcs_and_key():
+    class FakeWCS:
+        pass
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return np.arange(3.0)
+
+    def ref_with(wcs):
+        return SimpleNamespace(slit=SimpleNamespace(meta=SimpleNamespace(wcs=wcs)))
+
+    wcs = FakeWCS()
+    first = evaluated_once(ref_with(wcs), ("map", 1), compute)
+    assert evaluated_once(ref_with(wcs), ("map", 1), compute) is first
+    assert len(calls) == 1
+    with pytest.raises(ValueError, match="read-only"):
+        first[0] = 5.0  # shared between callers: nobody may change it
+    evaluated_once(ref_with(wcs), ("map", 2), compute)
+    evaluated_once(ref_with(FakeWCS()), ("map", 1), compute)
+    assert len(calls) == 3
+
+
+def test_the_chain_evaluates_each_slit_map_once(written_visit):
+    """In a pipeline nod_diff, trace_fit and rectify share a slit's WCS evaluations.
+
+    (A step called alone works on a copy of its input, with its own WCS objects.)
+    """
+    from nodcombine import NodCombinePipeline
+    from nodcombine.models import slits
+
+    asn_path, paths = written_visit
+    counted = []
+    original = slits.evaluated_once
+
+    def counting(ref, key, compute):
+        return original(ref, key, lambda: counted.append(key[0]) or compute())
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(slits, "evaluated_once", counting)
+        patch.setattr("nodcombine.models.trace.evaluated_once", counting)
+        NodCombinePipeline.call(str(asn_path))
+    n_slits = 3 * len(paths)
+    # per slit: one slit-frame map, one predicted trace and one pixel scale
+    for key in ("detector->slit_frame y", "slit_frame->detector", "detector->world"):
+        assert counted.count(key) == n_slits, key
+    assert len(counted) == 3 * n_slits

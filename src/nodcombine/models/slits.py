@@ -8,6 +8,7 @@ shutter map, and writes nod differences back with their DQ flags.
 
 import logging
 import warnings
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +28,7 @@ __all__ = [
     "applied_pathloss",
     "check_member",
     "container_problem",
+    "evaluated_once",
     "exposure_refs",
     "exposure_slits",
     "exposure_status",
@@ -322,6 +324,26 @@ def _interp_columns(image, rows):
     return np.where(inside, value, np.nan)
 
 
+#: WCS evaluations per slit WCS object, dropped with it.  nod_diff, trace_fit and
+#: rectify evaluate the same maps of the same slits; with the full NIRSpec
+#: transform chain one evaluation costs ~20 ms.
+_WCS_EVALUATIONS = weakref.WeakKeyDictionary()
+
+
+def evaluated_once(ref, key, compute):
+    """``compute()`` for this slit's WCS and ``key``, evaluated once and kept read-only.
+
+    ``key`` must hold everything besides the WCS that the result depends on.
+    """
+    cache = _WCS_EVALUATIONS.setdefault(ref.slit.meta.wcs, {})
+    if key not in cache:
+        value = compute()
+        if isinstance(value, np.ndarray):
+            value.setflags(write=False)
+        cache[key] = value
+    return cache[key]
+
+
 def _predicted_trace(ref, vertical, wave_um):
     """Source position along the slit per dispersion pixel, cutout coordinates.
 
@@ -335,15 +357,29 @@ def _predicted_trace(ref, vertical, wave_um):
     if "slit_frame" in wcs.available_frames:
         xpos = getattr(ref.slit, "source_xpos", None) or 0.0
         ypos = getattr(ref.slit, "source_ypos", None) or 0.0
+        key = ("slit_frame->detector", xpos, ypos, wave_um.tobytes())
         to_detector = wcs.get_transform("slit_frame", "detector")
-        x, y = to_detector(np.full(ok.sum(), xpos), np.full(ok.sum(), ypos), wave_um[ok] * 1e-6)
+        x, y = evaluated_once(
+            ref,
+            key,
+            lambda: np.array(
+                to_detector(np.full(ok.sum(), xpos), np.full(ok.sum(), ypos), wave_um[ok] * 1e-6)
+            ),
+        )
     else:
         target = ref.model.meta.target
         ra = getattr(ref.slit, "source_ra", None) or target.ra
         dec = getattr(ref.slit, "source_dec", None) or target.dec
         if ra is None or dec is None:
             return None
-        x, y = wcs.backward_transform(np.full(ok.sum(), ra), np.full(ok.sum(), dec), wave_um[ok])
+        key = ("world->detector", ra, dec, wave_um.tobytes())
+        x, y = evaluated_once(
+            ref,
+            key,
+            lambda: np.array(
+                wcs.backward_transform(np.full(ok.sum(), ra), np.full(ok.sum(), dec), wave_um[ok])
+            ),
+        )
     along, disp = (np.asarray(x), np.asarray(y)) if vertical else (np.asarray(y), np.asarray(x))
     good = np.isfinite(along) & np.isfinite(disp)
     if good.sum() < 2:
@@ -590,11 +626,15 @@ def to_grid(stack, arrays, fill=np.nan, dtype=float):
 
 
 def slit_frame_y(ref):
-    """``detector -> slit_frame`` y of every pixel of a NIRSpec slit, slit orientation."""
+    """``detector -> slit_frame`` y of every pixel of a NIRSpec slit (read-only, as stored)."""
     ny, nx = ref.slit.data.shape
-    yy, xx = np.mgrid[:ny, :nx]
-    transform = ref.slit.meta.wcs.get_transform("detector", "slit_frame")
-    return np.asarray(transform(xx, yy)[1], dtype=float)
+
+    def evaluate():
+        yy, xx = np.mgrid[:ny, :nx]
+        transform = ref.slit.meta.wcs.get_transform("detector", "slit_frame")
+        return np.asarray(transform(xx, yy)[1], dtype=float)
+
+    return evaluated_once(ref, ("detector->slit_frame y", ny, nx), evaluate)
 
 
 def to_cutout(stack, grid, k, dtype=np.float32):

@@ -30,6 +30,7 @@ from nodcombine.models.slits import (
     REF_VARIANCE_ATTRS,
     SourceStack,
     check_member,
+    evaluated_once,
     slit_frame_y,
     slits_of,
     stack_source,
@@ -286,7 +287,12 @@ def _pixel_scale(ref, vertical, trace):
     else:
         lo, hi = (cols, along - 0.5), (cols, along + 0.5)
     # both ends in one WCS call: its cost is mostly per call, not per point
-    ra, dec = (np.asarray(v, float) for v in ref.slit.meta.wcs(*np.hstack([lo, hi]))[:2])
+    points = np.hstack([lo, hi])
+    ra, dec = evaluated_once(
+        ref,
+        ("detector->world", points.tobytes()),
+        lambda: np.array(ref.slit.meta.wcs(*points)[:2], dtype=float),
+    )
     (ra0, ra1), (dec0, dec1) = np.split(ra, 2), np.split(dec, 2)
     separation = np.hypot((ra1 - ra0) * np.cos(np.deg2rad(dec0)), dec1 - dec0) * 3600.0
     separation = separation[np.isfinite(separation) & (separation > 0)]
