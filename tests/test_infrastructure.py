@@ -184,3 +184,26 @@ def test_strun_nodcombine_pipeline_with_config_and_step_parameter(small_visit, t
     assert "optimal_extract_1d: 2 of 2 slits extracted" in output
     assert len(list(tmp_path.glob("*_s?????????_s2d.fits"))) == 2
     assert len(list(tmp_path.glob("*_s?????????_x1d.fits"))) == 2
+
+
+def test_pipeline_freezes_pre_existing_objects_only_for_its_run():
+    import gc
+
+    from nodcombine.pipelines.nodcombine_pipeline import _imports_frozen
+
+    assert gc.get_freeze_count() == 0
+    with _imports_frozen():
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), _imports_frozen():
+        raise RuntimeError("a failing step")
+    assert gc.get_freeze_count() == 0
+    # a caller's own freeze is neither repeated nor undone
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with _imports_frozen():
+            assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
