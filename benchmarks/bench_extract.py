@@ -24,6 +24,12 @@ MSAEXP_SPECTRUM = Path("/work/scratch/msaexp_ceers933_1d.ecsv")
 BRIGHT, FAINT = 1.0, 0.07  # MJy/sr at mid-band: median S/N per bin ~28 and ~3
 
 
+def _finite(series):
+    """The finite values of several arrays, as one array."""
+    z = np.concatenate(series)
+    return z[np.isfinite(z)]
+
+
 def calibration_grid(draws):
     from helpers import extraction_pulls, lag1
 
@@ -34,8 +40,7 @@ def calibration_grid(draws):
         for repeats in (1, 2, 3):
             for label, peak in (("bright", BRIGHT), ("faint", FAINT), ("empty", 0.0)):
                 pulls = extraction_pulls(draws, n_points=n_points, repeats=repeats, peak=peak)
-                z = np.concatenate(pulls)
-                z = z[np.isfinite(z)]
+                z = _finite(pulls)
                 print(
                     f"| {n_points} | {repeats} | {label} | {z.size} | {z.mean():+.3f} |"
                     f" {z.std():.3f} | {lag1(pulls):+.3f} |",
@@ -75,8 +80,7 @@ def drizzled(draws):
                     rows[key].extend(r for r in z if np.isfinite(r).sum() > 50)
                     columns[key].extend(c for c in z.T if np.isfinite(c).sum() > 10)
         for key, series in rows.items():
-            z = np.concatenate(series)
-            z = z[np.isfinite(z)]
+            z = _finite(series)
             print(
                 f"| sim {n_points}-point | {key} | {len(series)} | {z.std():.3f} |"
                 f" {lag1(series):+.3f} | {lag1(columns[key]):+.3f} |",
@@ -115,8 +119,7 @@ def _ceers_correlation():
     }
     for key, product in products.items():
         rows = _sky_rows(product)
-        z = np.concatenate(rows)
-        z = z[np.isfinite(z)]
+        z = _finite(rows)
         print(f"| CEERS 933 | {key} | {len(rows)} | {z.std():.3f} | {lag1(rows):+.3f} | - |")
 
 
@@ -182,8 +185,7 @@ def cosmic_rays(draws):
             pulls = extraction_pulls(
                 draws, n_points=n_points, repeats=1, peak=peak, cosmic_ray_fraction=0.003
             )
-            z = np.concatenate(pulls)
-            z = z[np.isfinite(z)]
+            z = _finite(pulls)
             bad = int((np.abs(z) > 5).sum())
             print(f"| {n_points} | {label} | {z.size} | {bad} | {bad / z.size:.5f} |")
 

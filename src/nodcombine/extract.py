@@ -174,13 +174,20 @@ def _worst_outliers(data, total, profile, kept, flux, clip_sigma):
     exposure under the source) make such columns.
     """
     valid = kept & np.isfinite(flux)[None, :]
-    residual = _deleted_residuals(data, total, profile, valid, flux)
-    negative = _impossibly_negative(total, profile, valid, flux)
+    # the bins in play, masked once: d, p and V of the others are 0, 0 and 1
+    d = np.where(valid, data, 0.0)
+    p = np.where(valid, profile, 0.0)
+    variance = np.where(valid, total, 1.0)
+    information = p**2 / variance
+    residual = _deleted_residuals(d, p, variance, information, flux)
+    inverse_error = np.sqrt(information.sum(axis=0))  # 1 / error of F̂
+    with np.errstate(invalid="ignore"):
+        negative = np.nan_to_num(flux) * inverse_error < -_NEGATIVE_SIGMA
     if negative.any():
-        reference = _neighbour_flux(flux)
-        residual[:, negative] = _residuals_against(data, total, profile, valid, reference)[
-            :, negative
-        ]
+        model = _neighbour_flux(flux)[None, :] * p
+        against = (d - model) / np.sqrt(variance + (_PROFILE_TOLERANCE * model) ** 2)
+        residual[:, negative] = against[:, negative]
+    residual[~valid] = np.nan
     neighbours = residual[:, _neighbour_columns(residual.shape[1])]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # rows with no neighbours
@@ -196,17 +203,13 @@ def _worst_outliers(data, total, profile, kept, flux, clip_sigma):
     return worst
 
 
-def _deleted_residuals(data, total, profile, valid, flux):
+def _deleted_residuals(d, p, variance, information, flux):
     """Each bin's residual against the estimate from the other bins, in sigma.
 
     A hit also pulls F̂ towards itself, which hides it in the plain residual.
     With w_i the bin's share of the information, D_i − F̂ P_i = (1 − w_i)
     (D_i − F̂₋ᵢ P_i) and Var(D_i − F̂₋ᵢ P_i) = V_i / (1 − w_i).
     """
-    p = np.where(valid, profile, 0.0)
-    d = np.where(valid, data, 0.0)
-    variance = np.where(valid, total, 1.0)
-    information = p**2 / variance
     total_information = information.sum(axis=0)
     kept_share = np.clip(1.0 - information / np.maximum(total_information, 1e-300), 1e-3, 1.0)
     # the profile's allowance scales with the flux the *other* bins give: a hit
@@ -216,15 +219,7 @@ def _deleted_residuals(data, total, profile, valid, flux):
     flux_without = others / np.maximum(total_information[None, :] - information, 1e-300)
     allowance = kept_share * _PROFILE_TOLERANCE * flux_without * p
     model = np.nan_to_num(flux)[None, :] * p
-    scale = np.sqrt(variance * kept_share + allowance**2)
-    return np.where(valid, (d - model) / scale, np.nan)
-
-
-def _impossibly_negative(total, profile, valid, flux):
-    """Columns whose flux lies more than `_NEGATIVE_SIGMA` errors below zero."""
-    information = (np.where(valid, profile, 0.0) ** 2 / np.where(valid, total, 1.0)).sum(axis=0)
-    with np.errstate(invalid="ignore"):
-        return np.nan_to_num(flux) * np.sqrt(information) < -_NEGATIVE_SIGMA
+    return (d - model) / np.sqrt(variance * kept_share + allowance**2)
 
 
 def _neighbour_flux(flux):
@@ -235,13 +230,6 @@ def _neighbour_flux(flux):
         level = np.nanmedian(neighbours, axis=1)
     level = np.where(np.isfinite(neighbours).sum(axis=1) >= 3, level, 0.0)
     return np.maximum(level, 0.0)
-
-
-def _residuals_against(data, total, profile, valid, reference):
-    """Each bin's residual against a given flux per column, in sigma."""
-    model = reference[None, :] * np.where(valid, profile, 0.0)
-    scale = np.sqrt(np.where(valid, total, 1.0) + (_PROFILE_TOLERANCE * model) ** 2)
-    return np.where(valid, (np.where(valid, data, 0.0) - model) / scale, np.nan)
 
 
 #: columns over which a residual must stand out to be an outlier
