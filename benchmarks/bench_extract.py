@@ -125,7 +125,7 @@ def _ceers_correlation():
 
 def _cramer_rao_sigma(models, truth, slit_index):
     """1σ bound per column of exposure 0's cutout (Jy) for the true profile and variances."""
-    from nodcombine.extract import flux_information
+    from nodcombine.extract_1d.optimal import flux_information
     from nodcombine.profile import pixel_integrated_gaussian
 
     profiles, variances = [], []
@@ -307,7 +307,7 @@ def speed(n_slits, repeats=1):
     from jwst.datamodels import ModelContainer
 
     from nodcombine import NodCombinePipeline
-    from nodcombine.models import open_visit
+    from nodcombine.modelio import open_visit
     from nodcombine.simulate import simulate_nodded_visit, write_visit
 
     print(

@@ -36,7 +36,7 @@ elif task == "open":
     container = ModelContainer(target)
     n = sum(len(getattr(m, "slits", [m])) for m in container)
 else:
-    from nodcombine.steps import nod_diff_step
+    from nodcombine.nod_diff import step as nod_diff_step
     # time the per-source work (everything but opening) inside the same run
     per_source = nod_diff_step.NodDiffStep._difference_group
     def timed(self, *args):

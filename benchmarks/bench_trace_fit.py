@@ -112,14 +112,14 @@ def forced_table():
         result = TraceFitStep.call(nod, force_profile=force)
         for k in (0, 3):
             worst, typical, _ = _errors(result[k].slits[0], truths[k])
-            status = result[k].slits[0].instance["trace_fit"]["status"]
+            status = result[k].slits[0].instance["trace_fit_record"]["status"]
             grating_name = result[k].meta.instrument.grating
             print(f"| {force} | {grating_name} | {status} | {worst:.4f} | {typical:.4f} |")
 
 
 def calibration_table():
     from helpers import trace_pulls
-    from nodcombine.tracefit import TraceFitSettings
+    from nodcombine.trace_fit.solution import TraceFitSettings
 
     print("\n## 5. Error calibration (kernel, constant offset + width)")
     print("| nod | exp. per position | columns | S/N per column | flux blocks | draws |", end="")
@@ -144,10 +144,11 @@ def calibration_table():
 
 
 def ceers_table():
+    from nodcombine.steps.trace_fit_step import _fit
+
     from nodcombine import NodDiffStep
     from nodcombine import models as adapter
-    from nodcombine.steps.trace_fit_step import _fit
-    from nodcombine.tracefit import TraceFitSettings
+    from nodcombine.trace_fit.solution import TraceFitSettings
 
     print("\n## 6. Real CEERS 933 (NIRSpec MOS PRISM, 3-shutter nod)")
     nod = NodDiffStep.call([str(p) for p in CEERS])
@@ -162,7 +163,7 @@ def ceers_table():
     start = time.perf_counter()
     adapter.write_trace_fit(inputs, solution)
     write = time.perf_counter() - start
-    record = members[0].slit.instance["trace_fit"]
+    record = members[0].slit.instance["trace_fit_record"]
     rows = np.arange(inputs.stack.data.shape[1])[None, :, None]
     along_vs_rows = inputs.along - (rows - inputs.stack.trace_rows[:, None, :])
     print(f"- model: {record['message']}")
@@ -188,7 +189,7 @@ def speed(n_slits):
     from nodcombine import NodDiffStep, TraceFitStep
     from nodcombine import models as adapter
     from nodcombine.simulate import simulate_nodded_visit
-    from nodcombine.steps import trace_fit_step
+    from nodcombine.trace_fit import step as trace_fit_step
 
     print(f"\n## 7. Speed: {n_slits}-slit PRISM visit, 3 exposures, sources of mixed brightness")
     rng = np.random.default_rng(5)

@@ -1,17 +1,22 @@
 """Write the ASDF parameter files in ``config/`` (they stand in for CRDS ``pars-*`` files).
 
 Run from the repository root: ``python scripts/make_configs.py``.  One file per
-step and observing mode; ``tests/test_infrastructure.py`` checks that the
-committed files match what this script writes.
+step and observing mode, and one per pipeline and mode; every parameter of a
+step's ``spec`` is written, with its default from the spec itself (so each
+default has one home: the step) unless a mode overrides it below.
+``tests/test_infrastructure.py`` checks that the committed files match what
+this script writes.
 """
 
 from pathlib import Path
 
 import asdf
+from configobj import ConfigObj
 
+import nodcombine
 from nodcombine.parfiles import parameter_tree
 
-__all__ = ["CONFIGS", "config_tree", "main", "pipeline_tree"]
+__all__ = ["CONFIGS", "config_tree", "main", "pipeline_tree", "spec_defaults"]
 
 _MODES = {
     "nrs_msaspec": ("NIRSPEC", "NRS_MSASPEC"),
@@ -19,49 +24,55 @@ _MODES = {
     "miri_lrs": ("MIRI", "MIR_LRS-FIXEDSLIT"),
 }
 
-_NOD_DIFF_COMMON = {
-    "position_key": "auto",
-    "position_tolerance": 0.1,
-    "n_sigma_outlier": 5.0,
-    "outlier_model_fraction": 0.3,
-    "outlier_iterations": 3,
+#: the steps, in pipeline order: class name -> alias
+_STEPS = {
+    "NodDiffStep": "nod_diff",
+    "TraceFitStep": "trace_fit",
+    "RectifyStep": "rectify",
+    "OptimalExtract1dStep": "optimal_extract_1d",
 }
-_TRACE_FIT_COMMON = {
-    "min_snr": 10.0,
-    "width_snr": 20.0,
-    "degree_snr": [40.0, 80.0],
-    "centre_prior": 1.5,
-    "shape_prior": 0.5,
-    "huber_scale": 2.0,
-    "clip_sigma": 5.0,
-    "fit_iterations": 3,
-    "force_profile": True,
+
+#: per step and mode, the parameters that differ from the step's defaults, and why
+_OVERRIDES = {
+    # fixed slits and the MIRI LRS slit have no bars, no shutters to fail open
+    # or stick; MIRI's wider PSF needs a wider edge margin
+    ("nod_diff", "nrs_fixedslit"): {
+        "min_bar": 0.0,
+        "stuck_threshold": 0.0,
+        "failed_open_dilation": 0,
+    },
+    ("nod_diff", "miri_lrs"): {
+        "min_bar": 0.0,
+        "stuck_threshold": 0.0,
+        "failed_open_dilation": 0,
+        "edge_pixels": 2,
+    },
+    # a fixed slit is 3.3" (S200A) long: allow larger pointing offsets and sources
+    ("trace_fit", "nrs_fixedslit"): {"max_offset": 5.0, "max_source_sigma": 12.0},
+    # MIRI pixels are 0.11" and the PSF is wider: same offsets in pixels, wider sources
+    ("trace_fit", "miri_lrs"): {"max_source_sigma": 10.0},
 }
+
+#: parameters that belong to one run, not to a mode
+_NOT_WRITTEN = {"output_use_model", "save_diagnostics"}
+
+
+def spec_defaults(step_class):
+    """The parameters a step's own ``spec`` declares, with their defaults (None left out)."""
+    cls = getattr(nodcombine, step_class)
+    step = cls()
+    names = ConfigObj(cls.spec.splitlines(), list_values=False).keys()
+    values = {name: getattr(step, name) for name in names if name not in _NOT_WRITTEN}
+    return {name: value for name, value in values.items() if value is not None}
+
 
 #: (step class, step name, mode) -> parameters
 CONFIGS = {
-    ("NodDiffStep", "nod_diff", "nrs_msaspec"): _NOD_DIFF_COMMON
-    | {"min_bar": 0.4, "stuck_threshold": 0.3, "failed_open_dilation": 1, "edge_pixels": 1},
-    ("NodDiffStep", "nod_diff", "nrs_fixedslit"): _NOD_DIFF_COMMON
-    | {"min_bar": 0.0, "stuck_threshold": 0.0, "failed_open_dilation": 0, "edge_pixels": 1},
-    ("NodDiffStep", "nod_diff", "miri_lrs"): _NOD_DIFF_COMMON
-    | {"min_bar": 0.0, "stuck_threshold": 0.0, "failed_open_dilation": 0, "edge_pixels": 2},
-    # an MOS source sits within its 0.46" shutter: offsets beyond 3 px are not credible
-    ("TraceFitStep", "trace_fit", "nrs_msaspec"): _TRACE_FIT_COMMON
-    | {"max_offset": 3.0, "max_source_sigma": 8.0},
-    # a fixed slit is 3.3" (S200A) long: allow larger pointing offsets and sources
-    ("TraceFitStep", "trace_fit", "nrs_fixedslit"): _TRACE_FIT_COMMON
-    | {"max_offset": 5.0, "max_source_sigma": 12.0},
-    # MIRI pixels are 0.11" and the PSF is wider: same offsets in pixels
-    ("TraceFitStep", "trace_fit", "miri_lrs"): _TRACE_FIT_COMMON
-    | {"max_offset": 3.0, "max_source_sigma": 10.0},
+    (step_class, step_name, mode): spec_defaults(step_class)
+    | _OVERRIDES.get((step_name, mode), {})
+    for step_class, step_name in _STEPS.items()
+    for mode in _MODES
 }
-for _mode in _MODES:
-    CONFIGS[("RectifyStep", "rectify", _mode)] = {"weight_type": "ivm", "linear_grid": "auto"}
-    CONFIGS[("OptimalExtract1dStep", "optimal_extract_1d", _mode)] = {
-        "apply_pathloss": True,
-        "clip_sigma": 5.0,
-    }
 
 
 def config_tree(step_class, step_name, mode, parameters):
@@ -82,7 +93,9 @@ def config_tree(step_class, step_name, mode, parameters):
 
 def pipeline_tree(mode):
     """The ASDF tree of the ``nodcombine`` pipeline for one mode: its steps' files inline."""
-    tree = config_tree("NodCombinePipeline", "nodcombine", mode, {"save_sources": True})
+    tree = config_tree(
+        "NodCombinePipeline", "nodcombine", mode, spec_defaults("NodCombinePipeline")
+    )
     tree["steps"] = [
         config_tree(step_class, step_name, mode, parameters)
         for (step_class, step_name, step_mode), parameters in CONFIGS.items()

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nodcombine.noddiff import VARIANCE_COMPONENTS
+from nodcombine.variances import VARIANCE_COMPONENTS
 
 __all__ = [
     "TraceTruth",
@@ -44,7 +44,7 @@ def normalised_differences(result):
 
 def sky_only_z(mode, n_points, repeats, seeds):
     """Normalised sky-only differences of simulated visits, pooled over ``seeds``."""
-    from nodcombine.noddiff import nod_difference
+    from nodcombine.nod_diff.noddiff import nod_difference
     from nodcombine.simulate import simulate_nodded_visit
 
     zs = []
@@ -66,7 +66,7 @@ def outlier_recovery(n_points, *, n_slits, source_peak=1.0, seed=3, trace_distan
     dict
         ``hits``, ``found``, ``false_on_trace``, ``trace_pixels``.
     """
-    from nodcombine.noddiff import nod_difference
+    from nodcombine.nod_diff.noddiff import nod_difference
     from nodcombine.simulate import simulate_nodded_visit
 
     models, truth = simulate_nodded_visit(
@@ -114,7 +114,7 @@ def away_from_traces(slit, models, truth, k, distance=2.2, exclude=None):
 
 def flagged_fraction(result):
     """Fraction of the valid pixels of all slits of a ``nod_diff`` result flagged OUTLIER."""
-    from nodcombine.models import outlier_pixels
+    from nodcombine.nod_diff.io import outlier_pixels
 
     slits = [s for m in result for s in getattr(m, "slits", [m])]
     flagged = sum(int(outlier_pixels(s).sum()) for s in slits)
@@ -162,7 +162,7 @@ def synthetic_trace(
         Keyword arguments of `nodcombine.tracefit.fit_trace`.
     truth : TraceTruth
     """
-    from nodcombine.noddiff import nod_difference
+    from nodcombine.nod_diff.noddiff import nod_difference
     from nodcombine.profile import pixel_integrated_gaussian
 
     rng = np.random.default_rng(seed)
@@ -217,7 +217,8 @@ def trace_pulls(draws, *, settings=None, offset=0.3, **options):
     counted : float
         Fraction of the draws counted.
     """
-    from nodcombine.tracefit import TraceFitSettings, fit_trace
+    from nodcombine.trace_fit.solution import TraceFitSettings
+    from nodcombine.trace_fit.tracefit import fit_trace
 
     settings = settings or TraceFitSettings(degree_snr=(1e9, 1e10))
     pulls, chi2 = [], []
@@ -238,15 +239,15 @@ def trace_pulls(draws, *, settings=None, offset=0.3, **options):
 def fit_simulated_trace(mode, n_points, **options):
     """Simulate a visit, run nod_diff and trace_fit; per exposure: (record, slit, truth)."""
     from nodcombine import NodDiffStep, TraceFitStep
-    from nodcombine.models import slits_of
     from nodcombine.simulate import simulate_nodded_visit
+    from nodcombine.visit import slits_of
 
     models, truth = simulate_nodded_visit(mode, n_points=n_points, **options)
     result = TraceFitStep.call(NodDiffStep.call(models))
     out = []
     for model, slits in zip(result, truth.slits, strict=True):
         slit = slits_of(model)[0]
-        out.append((slit.instance["trace_fit"], slit, slits[0]))
+        out.append((slit.instance["trace_fit_record"], slit, slits[0]))
     return out
 
 

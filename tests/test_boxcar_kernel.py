@@ -5,8 +5,9 @@ import pytest
 from jwst.extract_1d import extract as jwst_extract
 from jwst.extract_1d import extract1d as jwst_extract1d
 
-from nodcombine.boxcar import BoxAperture, boxcar_extract, region_weights, smoothing_matrix
-from nodcombine.noddiff import VARIANCE_COMPONENTS
+from nodcombine.extract_1d.aperture import BoxAperture, region_weights
+from nodcombine.extract_1d.boxcar import boxcar_extract, smoothing_matrix
+from nodcombine.variances import VARIANCE_COMPONENTS
 
 NY, NX = 31, 180
 

@@ -11,8 +11,7 @@ from stdatamodels.jwst import datamodels
 from conftest import SHARED_DATA
 from helpers import run_chain, true_flux_jy
 from nodcombine import OptimalExtract1dStep
-from nodcombine.boxcar import BoxAperture
-from nodcombine.noddiff import VARIANCE_COMPONENTS
+from nodcombine.extract_1d.aperture import BoxAperture
 from nodcombine.parfiles import (
     aperture_ids,
     box_parameters,
@@ -20,6 +19,7 @@ from nodcombine.parfiles import (
     write_parameter_file,
 )
 from nodcombine.simulate import simulate_nodded_visit
+from nodcombine.variances import VARIANCE_COMPONENTS
 
 REFERENCES = sorted((SHARED_DATA / "extract1d_refs").glob("*.json"))
 

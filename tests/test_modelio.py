@@ -1,7 +1,7 @@
 """Fast opening of a visit: the same models as stdatamodels, in less time."""
 
+import functools
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -9,10 +9,10 @@ from astropy.io import fits
 from jwst.datamodels import ModelContainer
 from stdatamodels.jwst import datamodels
 
-from nodcombine.models import IndexedHDUList, open_exposure, open_visit
-from nodcombine.models.slits import _interp_columns, evaluated_once
+from nodcombine.modelio import IndexedHDUList, open_exposure, open_visit
 from nodcombine.profile import pixel_fraction, pixel_integrated_gaussian
 from nodcombine.simulate import simulate_nodded_visit, write_visit
+from nodcombine.slitwcs import interp_columns
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_column_interpolation_matches_numpy_interp():
             np.interp(rows[x], np.arange(n_rows), image[:, x], left=np.nan, right=np.nan)
             for x in range(n_cols)
         ]
-        np.testing.assert_allclose(_interp_columns(image, rows), expected, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(interp_columns(image, rows), expected, rtol=1e-12, atol=1e-15)
 
 
 def test_pixel_fraction_is_the_integrated_gaussian():
@@ -117,51 +117,39 @@ def test_pixel_fraction_is_the_integrated_gaussian():
     )
 
 
-def test_wcs_evaluations_are_made_once_per_wcs_and_key():
-    class FakeWCS:
-        pass
-
-    calls = []
-
-    def compute():
-        calls.append(1)
-        return np.arange(3.0)
-
-    def ref_with(wcs):
-        return SimpleNamespace(slit=SimpleNamespace(meta=SimpleNamespace(wcs=wcs)))
-
-    wcs = FakeWCS()
-    first = evaluated_once(ref_with(wcs), ("map", 1), compute)
-    assert evaluated_once(ref_with(wcs), ("map", 1), compute) is first
-    assert len(calls) == 1
-    with pytest.raises(ValueError, match="read-only"):
-        first[0] = 5.0  # shared between callers: nobody may change it
-    evaluated_once(ref_with(wcs), ("map", 2), compute)
-    evaluated_once(ref_with(FakeWCS()), ("map", 1), compute)
-    assert len(calls) == 3
-
-
-def test_the_chain_evaluates_each_slit_map_once(written_visit):
-    """In a pipeline nod_diff, trace_fit and rectify share a slit's WCS evaluations.
-
-    (A step called alone works on a copy of its input, with its own WCS objects.)
-    """
-    from nodcombine import NodCombinePipeline
-    from nodcombine.models import slits
+def test_the_chain_evaluates_each_slit_map_once(written_visit, monkeypatch):
+    """nod_diff evaluates every slit's WCS maps once; the later steps read its record."""
+    from nodcombine import NodCombinePipeline, slitwcs
 
     asn_path, paths = written_visit
     counted = []
-    original = slits.evaluated_once
+    for name in ("slit_frame_y", "trace", "pixel_scale"):
+        original = slitwcs.SlitWcs.__dict__[name].func
 
-    def counting(ref, key, compute):
-        return original(ref, key, lambda: counted.append(key[0]) or compute())
+        def counting(self, original=original, name=name):
+            counted.append(name)
+            return original(self)
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(slits, "evaluated_once", counting)
-        patch.setattr("nodcombine.models.trace.evaluated_once", counting)
-        NodCombinePipeline.call(str(asn_path))
+        prop = functools.cached_property(counting)
+        prop.__set_name__(slitwcs.SlitWcs, name)
+        monkeypatch.setattr(slitwcs.SlitWcs, name, prop)
+    NodCombinePipeline.call(str(asn_path))
     n_slits = 3 * len(paths)
-    # per slit: one slit-frame map, one predicted trace and one pixel scale
-    for key in ("detector->slit_frame y", "slit_frame->detector", "detector->world"):
-        assert counted.count(key) == n_slits, key
-    assert len(counted) == 3 * n_slits
+    for name in ("slit_frame_y", "trace", "pixel_scale"):
+        assert counted.count(name) == n_slits, name
+
+
+def test_steps_after_nod_diff_need_no_wcs(written_visit):
+    """trace_fit, rectify and the extraction read the maps nod_diff recorded, not the WCS."""
+    from nodcombine import NodDiffStep, OptimalExtract1dStep, RectifyStep, TraceFitStep
+
+    asn_path, _ = written_visit
+    nod = NodDiffStep.call(str(asn_path))
+    for model in nod:
+        for slit in model.slits:
+            slit.meta.wcs = None
+    traced = TraceFitStep.call(nod)
+    assert [m.meta.cal_step.trace_fit for m in traced] == ["COMPLETE"] * len(traced)
+    x1d = OptimalExtract1dStep.call(RectifyStep.call(traced))
+    assert len(x1d.spec) == len(nod[0].slits)
+    assert all(np.isfinite(spec.spec_table["FLUX"]).sum() > 100 for spec in x1d.spec)

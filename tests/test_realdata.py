@@ -6,7 +6,10 @@ from scipy.optimize import curve_fit
 from stdatamodels.jwst import datamodels
 
 from nodcombine import NodDiffStep, TraceFitStep
-from nodcombine import models as adapter
+from nodcombine.nod_diff.io import outlier_pixels
+from nodcombine.nodsource import read_nod_source
+from nodcombine.trace_fit import io as trace_io
+from nodcombine.visit import group_by_source
 
 pytestmark = pytest.mark.realdata
 
@@ -17,34 +20,34 @@ ARCSEC_PER_ROW = 0.1045  # NIRSpec detector rows along the slit
 def ceers_result(ceers_files, tmp_path_factory):
     out = tmp_path_factory.mktemp("ceers")
     result = NodDiffStep.call(ceers_files, output_dir=str(out), save_results=True)
-    groups, _ = adapter.group_by_source(list(result))
-    return result, adapter.stack_source(groups[0].members), out
+    groups, _ = group_by_source(list(result))
+    return result, read_nod_source(groups[0].members), out
 
 
 def test_all_exposures_differenced(ceers_result):
-    result, stack, _ = ceers_result
+    result, source, _ = ceers_result
     assert [m.meta.cal_step.nod_diff for m in result] == ["COMPLETE"] * 3
-    assert stack.trace_rows is not None
+    assert source.trace_rows is not None
 
 
 def test_sky_cancels_away_from_traces(ceers_result):
-    _, stack, _ = ceers_result
-    rows = np.arange(stack.data.shape[1])[None, :, None]
-    away = np.all(np.abs(rows - stack.trace_rows[:, None, :]) > 3, axis=0)[None]
+    _, source, _ = ceers_result
+    rows = np.arange(source.stack.data.shape[1])[None, :, None]
+    away = np.all(np.abs(rows - source.trace_rows[:, None, :]) > 3, axis=0)[None]
     with np.errstate(invalid="ignore"):
-        z = stack.data / np.sqrt(sum(stack.variances.values()))
+        z = source.stack.data / np.sqrt(sum(source.stack.variances.values()))
     z = z[np.isfinite(z) & away]
     assert z.size > 500
     assert abs(np.median(z)) < 0.05
 
 
 def test_negative_traces_at_predicted_nod_offsets(ceers_result, ceers_files):
-    _, stack, _ = ceers_result
+    _, source, _ = ceers_result
     y_offsets = [datamodels.open(f).meta.dither.y_offset for f in ceers_files]
     cols = np.arange(60, 300)  # where the PRISM continuum is detected
     offsets = np.arange(-12.0, 12.01, 0.25)
     for e in range(3):
-        profile = _profile_about_trace(stack.data[e], stack.trace_rows[e], cols, offsets)
+        profile = _profile_about_trace(source.stack.data[e], source.trace_rows[e], cols, offsets)
         for f in range(3):
             if f == e:
                 continue
@@ -55,7 +58,7 @@ def test_negative_traces_at_predicted_nod_offsets(ceers_result, ceers_files):
             # faint galaxy: centroid of the negative lobe within 0.6 px of the nod offset
             assert measured == pytest.approx(predicted, abs=0.6), (e, f)
             # the WCS trace separation and the dither offsets agree
-            separation = np.median(stack.trace_rows[f][cols] - stack.trace_rows[e][cols])
+            separation = np.median(source.trace_rows[f][cols] - source.trace_rows[e][cols])
             assert separation == pytest.approx(predicted, abs=0.1)
 
 
@@ -81,10 +84,10 @@ def test_emission_line_not_flagged(ceers_result):
     result, _, _ = ceers_result
     line_core = {1: [(18, 128), (19, 127), (19, 128)], 2: [(8, 130), (9, 130)]}
     for exposure, pixels in line_core.items():
-        flagged = adapter.outlier_pixels(result[exposure])
+        flagged = outlier_pixels(result[exposure])
         for row, col in pixels:
             assert not flagged[row, col], (exposure, row, col)
-    assert sum(int(adapter.outlier_pixels(m).sum()) for m in result) < 30
+    assert sum(int(outlier_pixels(m).sum()) for m in result) < 30
 
 
 def test_products_reopen(ceers_result):
@@ -102,14 +105,14 @@ def test_products_reopen(ceers_result):
 def ceers_trace(ceers_result):
     result, _, _ = ceers_result
     traced = TraceFitStep.call(result)
-    groups, _ = adapter.group_by_source(list(traced))
-    return traced, adapter.trace_inputs(groups[0].members)
+    groups, _ = group_by_source(list(traced))
+    return traced, trace_io.read_source(groups[0].members).source
 
 
 def test_trace_fit_centre_near_wcs_prediction(ceers_trace):
     traced, inputs = ceers_trace
     assert [m.meta.cal_step.trace_fit for m in traced] == ["COMPLETE"] * 3
-    record = traced[0].instance["trace_fit"]
+    record = traced[0].instance["trace_fit_record"]
     assert record["status"] == "FIT"
     # the galaxy sits under half a pixel from where the MSA plan put it
     offset, error = record["offset_coeffs_pix"][0], record["offset_coeffs_err_pix"][0]
@@ -118,13 +121,13 @@ def test_trace_fit_centre_near_wcs_prediction(ceers_trace):
     for k, model in enumerate(traced):
         centre = model.instance["trace_fit_centre"]
         row0, col0, _, n_cols = inputs.stack.windows[k]
-        predicted = inputs.stack.trace_rows[k, col0 : col0 + n_cols] - row0
+        predicted = inputs.trace_rows[k, col0 : col0 + n_cols] - row0
         assert np.nanmax(np.abs(centre - predicted)) < 1.0
 
 
 def test_trace_fit_width_is_a_compact_galaxy(ceers_trace):
     traced, _ = ceers_trace
-    record = traced[0].instance["trace_fit"]
+    record = traced[0].instance["trace_fit_record"]
     # resolved (intrinsic sigma several times its error), well under a shutter
     assert 0.05 < record["source_sigma_arcsec"] < 0.15
     assert record["source_sigma_pix"] > 5 * record["source_sigma_err_pix"]
@@ -138,12 +141,12 @@ def test_trace_fit_agrees_with_a_plain_gaussian_fit(ceers_trace):
     # coordinate), the positive image of each exposure collapsed over the
     # detected columns, a Gaussian fitted with curve_fit.
     traced, inputs = ceers_trace
-    record = traced[0].instance["trace_fit"]
+    record = traced[0].instance["trace_fit_record"]
     cols = slice(60, 300)
     rows = np.arange(inputs.stack.data.shape[1])[:, None]
     centres = []
     for k in range(3):
-        along = rows - inputs.stack.trace_rows[k, cols][None, :]
+        along = rows - inputs.trace_rows[k, cols][None, :]
         diff = inputs.stack.data[k, :, cols]
         near = np.isfinite(diff) & (np.abs(along) < 3.0)
         bins = np.round(along[near] * 2) / 2

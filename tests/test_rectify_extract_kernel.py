@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from nodcombine.extract import flux_information, optimal_extract, window_bins
-from nodcombine.noddiff import VARIANCE_COMPONENTS, nod_difference
+from nodcombine.extract_1d.optimal import flux_information, optimal_extract, window_bins
+from nodcombine.nod_diff.noddiff import nod_difference
 from nodcombine.pathloss import slit_transmission
 from nodcombine.profile import pixel_integrated_gaussian
-from nodcombine.rectify import bin_edges, pixel_weights, rectify, wavelength_grid
+from nodcombine.rectify.nearest_bin import bin_edges, pixel_weights, rectify, wavelength_grid
+from nodcombine.variances import VARIANCE_COMPONENTS
 
 NY, NX = 13, 6
 SOURCE_ROWS = {0: 2.0, 1: 10.0}  # source row of each nod position

@@ -2,12 +2,14 @@
 
 import numpy as np
 import pytest
+from nodcombine.trace_fit import io as trace_io
+from nodcombine.visit import group_by_source
 
 from helpers import fit_simulated_trace, trace_pulls
 from nodcombine import NodDiffStep
-from nodcombine.models import group_by_source, trace_inputs
 from nodcombine.simulate import simulate_nodded_visit
-from nodcombine.tracefit import TraceFitSettings, fit_trace
+from nodcombine.trace_fit.solution import TraceFitSettings
+from nodcombine.trace_fit.tracefit import fit_trace
 
 pytestmark = pytest.mark.slow
 
@@ -58,12 +60,12 @@ def test_simulated_visit_centre_pulls():
             "nrs_msa_prism", n_points=3, source_peak=0.3, position_error_arcsec=0.03, seed=seed
         )
         nod = NodDiffStep.call(models)
-        inputs = trace_inputs(group_by_source(nod)[0][0].members)
+        inputs = trace_io.read_source(group_by_source(nod)[0][0].members)
         settings = TraceFitSettings(degree_snr=(1e9, 1e10))
         solution = fit_trace(**inputs.fit_arguments(), settings=settings)
-        row0, col0, _, n_cols = inputs.stack.windows[0]
+        row0, col0, _, n_cols = inputs.source.stack.windows[0]
         true_offset = truth.slits[0][0].trace_row - (
-            inputs.stack.trace_rows[0, col0 : col0 + n_cols] - row0
+            inputs.source.trace_rows[0, col0 : col0 + n_cols] - row0
         )
         pulls.append((solution.coeffs[0] - np.median(true_offset)) / solution.coeffs_err[0])
     assert abs(np.mean(pulls)) < 0.3

@@ -20,7 +20,7 @@ def _centre_error(slit, truth):
 
 
 def _record(slit):
-    return slit.instance["trace_fit"]
+    return slit.instance["trace_fit_record"]
 
 
 def _width_ratio(slit, truth):
@@ -203,7 +203,7 @@ def test_bad_sources_do_not_stop_the_others(caplog):
     nod = NodDiffStep.call(models)
     for model in nod:
         model.slits[0].dq[...] |= 1  # slit 0: every pixel DO_NOT_USE
-    nod[1].slits[1].meta.wcs = None  # slit 1: one exposure lost its WCS
+    del nod[1].slits[1].instance["nod_geometry"]  # slit 1: one exposure lost nod_diff's maps
     with caplog.at_level(logging.WARNING, logger="nodcombine"):
         result = TraceFitStep.call(nod)
     assert [m.meta.cal_step.trace_fit for m in result] == ["COMPLETE"] * 3
@@ -212,7 +212,7 @@ def test_bad_sources_do_not_stop_the_others(caplog):
         assert "no pixel" in _record(model.slits[0])["message"]
         assert _record(model.slits[1])["status"] == "SKIPPED"
         assert _record(model.slits[2])["status"] == "FIT"
-    assert "no WCS" in caplog.text and "slit 101" in caplog.text
+    assert "'nod_geometry' is missing" in caplog.text and "slit 101" in caplog.text
 
 
 def test_slit_skipped_by_nod_diff_is_left_out_exactly(caplog):
@@ -294,13 +294,13 @@ def test_fully_masked_exposure_is_left_out(caplog):
 
 
 def test_unexpected_failure_of_one_source_spares_the_others(monkeypatch, caplog):
-    from nodcombine.steps import trace_fit_step
+    from nodcombine.trace_fit import step as trace_fit_step
 
     models, _ = simulate_nodded_visit(
         "nrs_msa_prism", n_slits=2, n_points=2, source_peak=0.5, seed=35
     )
     nod = NodDiffStep.call(models)
-    real_fit = trace_fit_step._fit
+    real_fit = trace_fit_step.fit_trace
     calls = []
 
     def failing_once(*args, **kwargs):
@@ -309,7 +309,7 @@ def test_unexpected_failure_of_one_source_spares_the_others(monkeypatch, caplog)
             raise FloatingPointError("injected")
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(trace_fit_step, "_fit", failing_once)
+    monkeypatch.setattr(trace_fit_step, "fit_trace", failing_once)
     with caplog.at_level(logging.WARNING, logger="nodcombine"):
         result = TraceFitStep.call(nod)
     statuses = [_record(slit)["status"] for slit in result[0].slits]
@@ -329,4 +329,4 @@ def test_inputs_not_modified(tmp_path):
     data = nod[0].slits[0].data.copy()
     TraceFitStep.call(nod)
     np.testing.assert_array_equal(nod[0].slits[0].data, data)
-    assert nod[0].slits[0].instance.get("trace_fit") is None
+    assert nod[0].slits[0].instance.get("trace_fit_record") is None

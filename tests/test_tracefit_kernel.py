@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 
 from helpers import synthetic_trace, trace_pulls
-from nodcombine.noddiff import nod_difference
-from nodcombine.profile import pixel_integrated_gaussian, sky_free_exposures
-from nodcombine.tracefit import TraceFitSettings, fit_trace, transfer_profile
-from nodcombine.tracemodel import prepare_trace
+from nodcombine.nod_diff.noddiff import nod_difference
+from nodcombine.profile import pixel_integrated_gaussian
+from nodcombine.trace_fit.likelihood import sky_free_exposures
+from nodcombine.trace_fit.solution import TraceFitSettings, transfer_profile
+from nodcombine.trace_fit.tracefit import fit_trace
+from nodcombine.trace_fit.tracemodel import prepare_trace
 
 
 def test_pixel_integrated_gaussian_sums_to_one_and_derivatives_match():
@@ -239,7 +241,7 @@ def test_source_beyond_the_offset_bound_falls_back():
 
 
 def test_scan_finds_an_extended_source_width():
-    from nodcombine import tracefit
+    from nodcombine.trace_fit import tracefit
 
     inputs = synthetic_trace(source_sigma=3.0, coeffs=(0.3,), flux=30.0, seed=13)[0]
     arguments = [inputs[k] for k in ("data", "variance", "valid")]

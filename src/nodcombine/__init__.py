@@ -1,5 +1,12 @@
-"""nodcombine: nodded-slit reductions for JWST as stpipe steps."""
+"""nodcombine: nodded-slit reductions for JWST as stpipe steps.
 
+One folder per step (`nodcombine.nod_diff`, `nodcombine.trace_fit`,
+`nodcombine.rectify`, `nodcombine.extract_1d`), each holding its Step, its
+adapter (``io.py``) and its pure kernels; `nodcombine.contract` owns what
+passes between them; `nodcombine.pipelines` chains them.
+"""
+
+import importlib
 from importlib.metadata import PackageNotFoundError, version
 
 try:
@@ -7,20 +14,19 @@ try:
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
-_STEPS = ("NodDiffStep", "TraceFitStep", "RectifyStep", "OptimalExtract1dStep")
-_PIPELINES = ("NodCombinePipeline",)
+#: public class -> module that defines it (imported on first use: they import jwst)
+_CLASSES = {
+    "NodDiffStep": "nodcombine.nod_diff.step",
+    "TraceFitStep": "nodcombine.trace_fit.step",
+    "RectifyStep": "nodcombine.rectify.step",
+    "OptimalExtract1dStep": "nodcombine.extract_1d.step",
+    "NodCombinePipeline": "nodcombine.pipelines.nodcombine_pipeline",
+}
 
-__all__ = [*_STEPS, *_PIPELINES, "__version__"]
+__all__ = [*_CLASSES, "__version__"]
 
 
 def __getattr__(name):
-    # Steps import jwst, which is slow; load them only when asked for.
-    if name in _STEPS:
-        from nodcombine import steps
-
-        return getattr(steps, name)
-    if name in _PIPELINES:
-        from nodcombine import pipelines
-
-        return getattr(pipelines, name)
+    if name in _CLASSES:
+        return getattr(importlib.import_module(_CLASSES[name]), name)
     raise AttributeError(f"module 'nodcombine' has no attribute {name!r}")

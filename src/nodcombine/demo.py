@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nodcombine.contract import ExtractionExtras
 from nodcombine.offline import configure_offline_crds
 
 __all__ = ["main"]
@@ -53,11 +54,11 @@ def _summarise_spectra(x1d):
         table = spec.spec_table
         with np.errstate(invalid="ignore", divide="ignore"):
             snr = np.nanmedian(table["FLUX"] / table["FLUX_ERROR"])
-        extras = spec.instance.get("extract_1d_extras") or {}
+        extras = ExtractionExtras.from_tree(spec.instance)
         lines.append(
             f"  slit {spec.name} source {spec.source_id}: median flux "
             f"{np.nanmedian(table['FLUX']) * 1e6:8.3f} uJy, median S/N {snr:6.1f}, "
-            f"path loss {np.nanmedian(extras.get('pathloss') or [np.nan]):.3f}"
+            f"path loss {np.nanmedian((extras and extras.pathloss) or [np.nan]):.3f}"
         )
     return "\n".join(lines)
 

@@ -17,9 +17,9 @@ def get_steps():
         class is a pipeline.
     """
     return [
-        ("nodcombine.steps.NodDiffStep", "nod_diff", False),
-        ("nodcombine.steps.TraceFitStep", "trace_fit", False),
-        ("nodcombine.steps.RectifyStep", "rectify", False),
-        ("nodcombine.steps.OptimalExtract1dStep", "optimal_extract_1d", False),
+        ("nodcombine.nod_diff.NodDiffStep", "nod_diff", False),
+        ("nodcombine.trace_fit.TraceFitStep", "trace_fit", False),
+        ("nodcombine.rectify.RectifyStep", "rectify", False),
+        ("nodcombine.extract_1d.OptimalExtract1dStep", "optimal_extract_1d", False),
         ("nodcombine.pipelines.NodCombinePipeline", "nodcombine", True),
     ]

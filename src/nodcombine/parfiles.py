@@ -33,6 +33,8 @@ from pathlib import Path
 
 import asdf
 
+from nodcombine.integration import get_steps
+
 __all__ = [
     "aperture_ids",
     "box_parameters",
@@ -58,7 +60,7 @@ def parameter_tree(step_class, step_name, parameters, *, instrument, exp_type, d
     Parameters
     ----------
     step_class : str
-        Class name in `nodcombine.steps` (or `nodcombine.pipelines` for the pipeline).
+        Class name of one of the package's steps or pipelines (`nodcombine.integration`).
     step_name : str
         The step's alias.
     parameters : dict
@@ -71,9 +73,9 @@ def parameter_tree(step_class, step_name, parameters, *, instrument, exp_type, d
     -------
     dict
     """
-    package = "pipelines" if step_class.endswith("Pipeline") else "steps"
+    paths = {path.rsplit(".", 1)[1]: path for path, _, _ in get_steps()}
     return {
-        "class": f"nodcombine.{package}.{step_class}",
+        "class": paths[step_class],
         "name": step_name,
         "meta": {
             "author": "nodcombine",

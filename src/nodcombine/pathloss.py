@@ -21,6 +21,10 @@ slit is 0.51″ wide (Kendrew et al. 2015, PASP 127, 623).
 
 A Gaussian has no diffraction wings: the real NIRSpec PSF loses more light at
 long wavelengths than this model (see docs/optimal_extract_1d.md).
+
+jwst's own correction is taken out of the ``_cal`` data before differencing
+(`undo_jwst_factor`), and the profile-based one applied to the extracted flux
+(`corrected_flux`): this module owns both; the adapters only move the arrays.
 """
 
 import numpy as np
@@ -29,7 +33,11 @@ from scipy.special import ndtr
 __all__ = [
     "NIRSPEC_MSA_PITCH_ARCSEC",
     "SLIT_OPEN_WIDTH_ARCSEC",
+    "corrected_flux",
+    "open_width_arcsec",
     "slit_transmission",
+    "undo_jwst_factor",
+    "x_offset_arcsec",
 ]
 
 #: shutter pitch across the dispersion direction (the open part is 0.20″)
@@ -78,3 +86,80 @@ def slit_transmission(sigma_arcsec, x_offset_arcsec, width_arcsec):
         upper = (0.5 * width_arcsec - x_offset_arcsec) / s
         lower = (-0.5 * width_arcsec - x_offset_arcsec) / s
     return np.where(good, ndtr(upper) - ndtr(lower), np.nan)
+
+
+def open_width_arcsec(exp_type, slit_name):
+    """Open width of a slit across the dispersion, arcsec, or None if unknown.
+
+    Parameters
+    ----------
+    exp_type : str
+        ``meta.exposure.type``.
+    slit_name : str or None
+        The fixed slit's name (``S200A1`` ...); MOS shutters and the MIRI LRS
+        slit are known from ``exp_type``.
+
+    Returns
+    -------
+    float or None
+    """
+    if exp_type == "NRS_FIXEDSLIT":
+        return SLIT_OPEN_WIDTH_ARCSEC.get(slit_name)
+    return SLIT_OPEN_WIDTH_ARCSEC.get(exp_type)
+
+
+def x_offset_arcsec(source_xpos, width_arcsec):
+    """Planned source position across the slit from its middle, arcsec.
+
+    ``source_xpos`` is in units of the slit width (jwst's convention); an
+    unknown position or width gives 0, the middle.
+    """
+    if source_xpos is None or not width_arcsec:
+        return 0.0
+    return float(source_xpos) * width_arcsec
+
+
+def undo_jwst_factor(pathloss, *, multiplied):
+    """The factor that takes jwst's ``pathloss`` correction back out of a slit.
+
+    jwst divides NIRSpec data by ``pathloss_point`` or ``pathloss_uniform``
+    (its variances by the square) and multiplies MIRI LRS data by
+    ``pathloss_point``.  The factor returned multiplies the data (its square,
+    the variances) back; pixels without a usable correction keep theirs.
+
+    Parameters
+    ----------
+    pathloss : numpy.ndarray
+        The correction jwst recorded, shaped like the data.
+    multiplied : bool
+        Whether jwst multiplied by it (MIRI LRS) rather than divided.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    values = np.asarray(pathloss, dtype=float)
+    correction = np.where(np.isfinite(values) & (values > 0), values, 1.0)
+    return 1.0 / correction if multiplied else correction
+
+
+def corrected_flux(flux, variances, pathloss):
+    """Flux and variances divided by the fraction of the source the extraction holds.
+
+    Parameters
+    ----------
+    flux : numpy.ndarray, shape (n_wave,)
+    variances : dict of str to numpy.ndarray
+        Each like ``flux``.
+    pathloss : numpy.ndarray or None
+        Fraction per wavelength; None leaves everything as it is.
+
+    Returns
+    -------
+    flux, variances
+        A column whose fraction is not positive holds none of the source: NaN.
+    """
+    if pathloss is None:
+        return flux, variances
+    correction = np.where(np.asarray(pathloss) > 0, pathloss, np.nan)
+    return flux / correction, {c: v / correction**2 for c, v in variances.items()}

@@ -1,26 +1,29 @@
-"""Diagnostic figures (matplotlib is imported only when a figure is made)."""
+"""Diagnostic figures (matplotlib is imported only when a figure is made).
+
+Figures are drawn on `matplotlib.figure.Figure` objects, not through pyplot:
+no backend is chosen (a caller's interactive session is left alone) and no
+figure is left open in a global registry.
+"""
 
 import numpy as np
 
-from nodcombine.rectify import bin_edges
-from nodcombine.tracemodel import rows_at
+from nodcombine.contract import RectifyRecord
+from nodcombine.rectify.nearest_bin import bin_edges
+from nodcombine.trace_fit.tracemodel import rows_at
 
 __all__ = ["save_spectrum_figure", "save_trace_fit_figure"]
 
 _BIN = 0.25  # pixels per bin of the collapsed profile
 
 
-def _pyplot():
-    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
-    import matplotlib
+def _figure(**kwargs):
+    """A new figure that belongs to no backend's window list."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kwargs)
 
 
-def save_trace_fit_figure(data, variance, along, solution, path, title=""):
+def save_trace_fit_figure(source, solution, path, title=""):
     """Nod differences with the fitted trace, and the collapsed profile with residuals.
 
     One row per exposure: left, the difference on the common grid with the
@@ -30,12 +33,10 @@ def save_trace_fit_figure(data, variance, along, solution, path, title=""):
 
     Parameters
     ----------
-    data : numpy.ndarray, shape (n_exp, ny, nx)
-        Nod differences (kernel orientation).
-    variance : numpy.ndarray, shape (n_exp, ny, nx)
-        Their variances (weights of the collapsed profile).
-    along : numpy.ndarray, shape (n_exp, ny, nx)
-        Along-slit coordinate of each pixel from the predicted source position.
+    source : nodcombine.nodsource.NodSource
+        The nod differences on their grid (kernel orientation), each exposure's
+        own variance (the weights of the collapsed profile) and every pixel's
+        along-slit coordinate from the predicted source position.
     solution : TraceSolution
         The fit.
     path : str or pathlib.Path
@@ -43,18 +44,16 @@ def save_trace_fit_figure(data, variance, along, solution, path, title=""):
     title : str, optional
         Figure title.
     """
-    plt = _pyplot()
+    data, variance, along = source.stack.data, source.own_variance, source.along
     n_exp = data.shape[0]
-    fig, axes = plt.subplots(
-        n_exp, 2, figsize=(11, 2.2 * n_exp), squeeze=False, width_ratios=(3, 1)
-    )
+    fig = _figure(figsize=(11, 2.2 * n_exp))
+    axes = fig.subplots(n_exp, 2, squeeze=False, width_ratios=(3, 1))
     for e in range(n_exp):
         _image_panel(axes[e, 0], data[e], along[e], solution.centre[e], e)
         _profile_panel(axes[e, 1], data[e], variance[e], along[e], solution, e)
     fig.suptitle(f"{title}  {solution.status}: {solution.message}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def _image_panel(ax, diff, along, centre, e):
@@ -101,14 +100,15 @@ def save_spectrum_figure(slit, spec, path, title):
     title : str
         Figure title.
     """
-    plt = _pyplot()
     table = spec.spec_table
     wave = np.asarray(table["WAVELENGTH"], dtype=float)
     data = np.asarray(slit.data, dtype=float)
     finite = data[np.isfinite(data)]
     scale = np.percentile(np.abs(finite), 99) if finite.size else 1.0
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True, height_ratios=(1, 1.6))
-    offset0 = (slit.instance.get("rectify") or {}).get("offset0_pix", 0.0)
+    fig = _figure(figsize=(9, 5.5))
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(1, 1.6))
+    record = RectifyRecord.from_tree(slit.instance)
+    offset0 = record.offset0_pix if record is not None else -(data.shape[0] - 1) / 2.0
     rows = offset0 - 0.5 + np.arange(data.shape[0] + 1)
     # the PRISM grid is not uniform: draw each bin between its edges
     top.pcolormesh(bin_edges(wave), rows, data, cmap="RdBu_r", vmin=-scale, vmax=scale)
@@ -123,4 +123,3 @@ def save_spectrum_figure(slit, spec, path, title):
     bottom.set_ylabel("flux (µJy)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)

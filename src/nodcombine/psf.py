@@ -1,4 +1,4 @@
-"""Nominal point-spread widths along the slit, per instrument.
+"""The width law: nominal point-spread widths along the slit, and a source's total width.
 
 The numbers are a simple model, documented so that a fitted width can be read
 against them: a diffraction core ``1.03 λ / D`` (D = 6.5 m, the JWST primary) added
@@ -16,6 +16,8 @@ __all__ = [
     "FWHM_PER_SIGMA",
     "PRIMARY_DIAMETER_M",
     "psf_fwhm_arcsec",
+    "psf_sigma_pix",
+    "total_sigma_arcsec",
 ]
 
 PRIMARY_DIAMETER_M = 6.5
@@ -52,3 +54,46 @@ def psf_fwhm_arcsec(instrument, wavelength_um):
     lam_m = np.asarray(wavelength_um, dtype=float) * 1e-6
     core = 1.03 * lam_m / PRIMARY_DIAMETER_M * _RADIAN_TO_ARCSEC
     return np.hypot(core, FWHM_FLOOR_ARCSEC[key])
+
+
+def psf_sigma_pix(instrument, wavelength_um, pixel_scale):
+    """Nominal Gaussian sigma of a point source, in pixels along the slit.
+
+    Parameters
+    ----------
+    instrument : {"NIRSPEC", "MIRI"}
+    wavelength_um : numpy.ndarray, shape (n_exp, nx)
+        Wavelength of each exposure's columns.
+    pixel_scale : numpy.ndarray, shape (n_exp,)
+        Arcsec per pixel along the slit of each exposure.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_exp, nx)
+    """
+    fwhm = psf_fwhm_arcsec(instrument, wavelength_um)
+    return fwhm / FWHM_PER_SIGMA / np.asarray(pixel_scale, dtype=float)[:, None]
+
+
+def total_sigma_arcsec(instrument, wavelength_um, source_sigma2_pix2, pixel_scale):
+    """Gaussian width of a source's image: the PSF in quadrature with the source's own width.
+
+    Parameters
+    ----------
+    instrument : {"NIRSPEC", "MIRI"}
+    wavelength_um : numpy.ndarray
+    source_sigma2_pix2 : float or None
+        Intrinsic width squared, pixels² (as ``trace_fit`` fits it; None, NaN
+        or negative: a point source).
+    pixel_scale : float
+        Arcsec per pixel along the slit.
+
+    Returns
+    -------
+    numpy.ndarray
+        Arcsec, like ``wavelength_um``.
+    """
+    s2 = source_sigma2_pix2
+    s2 = float(s2) if s2 is not None and np.isfinite(s2) else 0.0
+    psf = psf_fwhm_arcsec(instrument, wavelength_um) / FWHM_PER_SIGMA
+    return np.sqrt(psf**2 + max(s2, 0.0) * pixel_scale**2)

@@ -8,9 +8,12 @@ from typing import ClassVar
 
 from jwst.stpipe import Pipeline
 
-from nodcombine import models as adapter
-from nodcombine.steps import NodDiffStep, OptimalExtract1dStep, RectifyStep, TraceFitStep
-from nodcombine.steps.base import NodcombineMixin
+from nodcombine.extract_1d.step import OptimalExtract1dStep
+from nodcombine.nod_diff.step import NodDiffStep
+from nodcombine.pipelines.products import per_source_products, product_name
+from nodcombine.rectify.step import RectifyStep
+from nodcombine.stepbase import NodcombineMixin
+from nodcombine.trace_fit.step import TraceFitStep
 
 __all__ = ["NodCombinePipeline"]
 
@@ -53,7 +56,7 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
         """
         with _imports_frozen():
             nod = self.nod_diff.run(input_data)
-            product = adapter.product_name(nod)
+            product = product_name(nod)
             trace = self.trace_fit.run(nod)
             s2d = self.rectify.run(trace)
             x1d = self.optimal_extract_1d.run(s2d)
@@ -62,7 +65,7 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
         return x1d
 
     def _save_sources(self, product, s2d, x1d):
-        for name, model in adapter.per_source_products(product, s2d, x1d):
+        for name, model in per_source_products(product, s2d, x1d):
             path = Path(self.output_dir or ".") / f"{name}.fits"
             model.meta.filename = path.name
             model.save(path)

@@ -1,0 +1,400 @@
+"""The contract between the steps: every key, status and record passed from one to the next.
+
+What a step writes for a later one lives on the slits (and spectra) of its
+product, in entries that the jwst schemas do not know; stdatamodels keeps them
+in the ASDF extension of the FITS file, so they survive save and open.  Each
+entry is written and read only through the frozen records below
+(``to_tree``/``from_tree``); no other module spells a key.
+
+==========================  ==================  ==========  ====================
+key                         record              written by  read by
+==========================  ==================  ==========  ====================
+``nod_diff_status``         `NodSlitRecord`     nod_diff    trace_fit, rectify
+``nod_position``            `NodSlitRecord`     nod_diff    trace_fit, rectify
+``nod_ref_var_*``           `NodSlitRecord`     nod_diff    trace_fit, rectify
+``nod_separation_pix``      `NodSlitRecord`     nod_diff    rectify
+``nod_geometry``            `SlitGeometry`      nod_diff    trace_fit, rectify
+``trace_fit_record``        `TraceFitRecord`    trace_fit   rectify, extraction
+``trace_fit_centre``        `TraceProfile`      trace_fit   (users, figures)
+``trace_fit_centre_along``  `TraceProfile`      trace_fit   rectify
+``trace_fit_sigma``         `TraceProfile`      trace_fit   rectify
+``rectify_record``          `RectifyRecord`     rectify     extraction
+``rectified_profile``       `RectifyRecord`     rectify     extraction
+``extract_1d_extras``       `ExtractionExtras`  extraction  (users)
+==========================  ==================  ==========  ====================
+
+Per-pixel arrays lie on the slit's own cutout, oriented like its ``data``;
+1-D arrays run along the cutout's dispersion pixels (detector x, or y for
+MIRI LRS).
+
+Pure Python and numpy: the adapters hand a record a slit's (or spectrum's)
+``instance`` dict and put its ``to_tree()`` into it.
+"""
+
+import math
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+import numpy as np
+
+from nodcombine.variances import VARIANCE_COMPONENTS
+
+__all__ = [
+    "COMPLETE",
+    "FITTED_STATUSES",
+    "SKIPPED",
+    "ExtractionExtras",
+    "NodSlitRecord",
+    "RectifyRecord",
+    "SlitGeometry",
+    "TraceFitRecord",
+    "TraceProfile",
+    "skipped",
+]
+
+COMPLETE = "COMPLETE"
+SKIPPED = "SKIPPED"
+
+#: trace-fit statuses that leave a profile on the slit (see `TraceFitRecord`)
+FITTED_STATUSES = ("FIT", "FORCED", "FALLBACK")
+
+_NOD_STATUS = "nod_diff_status"
+_NOD_POSITION = "nod_position"
+_REF_VARIANCE = {c: f"nod_ref_{c}" for c in VARIANCE_COMPONENTS}
+_SEPARATION = "nod_separation_pix"
+_GEOMETRY = "nod_geometry"
+_TRACE_FIT = "trace_fit_record"
+_CENTRE = "trace_fit_centre"
+_CENTRE_ALONG = "trace_fit_centre_along"
+_SIGMA = "trace_fit_sigma"
+_RECTIFY = "rectify_record"
+_PROFILE = "rectified_profile"
+_EXTRAS = "extract_1d_extras"
+
+
+def _to_node(record):
+    """A record of flat fields as a tree entry: None left out, tuples as lists."""
+    return {
+        f.name: list(v) if isinstance(v, tuple) else v
+        for f in fields(record)
+        if (v := getattr(record, f.name)) is not None
+    }
+
+
+def _from_node(cls, node):
+    """A record of flat fields from its tree entry (lists back to tuples); None if absent."""
+    if not node:
+        return None
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in node.items() if k in known})
+
+
+def skipped(reason):
+    """The status string of a slit a step left out: ``SKIPPED: <reason>``."""
+    return f"{SKIPPED}: {reason}"
+
+
+def _array(tree, key):
+    return None if tree.get(key) is None else np.asarray(tree[key], dtype=float)
+
+
+@dataclass(frozen=True)
+class SlitGeometry:
+    """The WCS of one slit, evaluated once by ``nod_diff`` for the later steps.
+
+    Attributes
+    ----------
+    wavelength : numpy.ndarray, shape (n_disp,)
+        Wavelength at the predicted source position per dispersion pixel, micron.
+    trace : numpy.ndarray or None, shape (n_disp,)
+        Predicted source position along the slit, in cutout pixels (row, or
+        column for MIRI LRS); None where the WCS gives none.
+    along : numpy.ndarray or None, shape of the slit's ``data``
+        Every pixel's distance along the slit from the predicted source
+        position, pixels; NaN off the slit.  None without a trace.
+    pixel_scale : float
+        Arcsec between neighbouring pixels along the slit at the source (or NaN).
+    """
+
+    wavelength: np.ndarray
+    trace: np.ndarray | None = None
+    along: np.ndarray | None = None
+    pixel_scale: float = math.nan
+
+    KEY: ClassVar[str] = _GEOMETRY
+
+    def to_tree(self):
+        """The ``nod_geometry`` entry (maps that are None left out)."""
+        tree = {"wavelength_um": self.wavelength, "trace_pix": self.trace, "along_pix": self.along}
+        tree = {k: v for k, v in tree.items() if v is not None}
+        return {_GEOMETRY: tree | {"pixel_scale_arcsec": float(self.pixel_scale)}}
+
+    @classmethod
+    def from_tree(cls, tree):
+        """The geometry of a slit's ``instance``, or None if ``nod_diff`` wrote none."""
+        node = tree.get(_GEOMETRY)
+        if not node:
+            return None
+        return cls(
+            wavelength=_array(node, "wavelength_um"),
+            trace=_array(node, "trace_pix"),
+            along=_array(node, "along_pix"),
+            pixel_scale=float(node.get("pixel_scale_arcsec", math.nan)),
+        )
+
+
+@dataclass(frozen=True)
+class NodSlitRecord:
+    """What ``nod_diff`` says about one slit of one exposure.
+
+    Attributes
+    ----------
+    status : str or None
+        ``COMPLETE`` when the slit holds a nod difference, ``SKIPPED: <reason>``
+        when it kept its input data; None if ``nod_diff`` never saw it.
+    position : int or None
+        Nod position label of the exposure.
+    ref_variances : dict of str to numpy.ndarray or None
+        Variance, per component, of the reference subtracted from this slit:
+        the part of its variance it shares with the exposures of its position.
+    nod_separation : float
+        Smallest distance between the images of two nod positions, pixels.
+    """
+
+    status: str | None
+    position: int | None = None
+    ref_variances: dict | None = None
+    nod_separation: float = math.inf
+
+    STATUS_KEY: ClassVar[str] = _NOD_STATUS
+    POSITION_KEY: ClassVar[str] = _NOD_POSITION
+    REF_VARIANCE_KEYS: ClassVar[dict] = _REF_VARIANCE
+
+    @property
+    def differenced(self):
+        """Whether the slit holds a nod difference."""
+        return self.status == COMPLETE
+
+    def to_tree(self):
+        """The slit entries: status, position, reference variances, separation."""
+        tree = {_NOD_STATUS: self.status}
+        if self.position is not None:
+            tree[_NOD_POSITION] = int(self.position)
+            tree[_SEPARATION] = float(self.nod_separation)
+        for c, values in (self.ref_variances or {}).items():
+            tree[_REF_VARIANCE[c]] = values
+        return tree
+
+    @classmethod
+    def from_tree(cls, tree):
+        """The record of a slit's ``instance`` (fields absent there are None)."""
+        refs = {c: _array(tree, key) for c, key in _REF_VARIANCE.items()}
+        position = tree.get(_NOD_POSITION)
+        return cls(
+            status=tree.get(_NOD_STATUS),
+            position=None if position is None else int(position),
+            ref_variances=refs if all(v is not None for v in refs.values()) else None,
+            nod_separation=float(tree.get(_SEPARATION, math.inf)),
+        )
+
+
+@dataclass(frozen=True)
+class TraceFitRecord:
+    """The fitted profile of one source (the ``trace_fit_record`` entry of each of its slits).
+
+    Offsets are Legendre coefficients, in pixels along the slit, of the
+    wavelength scaled to −1 … 1 over ``wave_range_um``; they add to the
+    position the WCS predicts from ``source_ypos`` (MIRI LRS: the target's
+    RA/Dec).  The total width is the nominal PSF (`nodcombine.psf`) in
+    quadrature with ``source_sigma2_pix2``.  Errors are 1σ; NaN where a quantity
+    was not fitted.  A source without a fit has ``status == "SKIPPED"`` and its
+    reason in ``message``; every other field is then None.
+    """
+
+    status: str
+    message: str = ""
+    snr: float | None = None
+    snr_column: float | None = None
+    degree: int | None = None
+    width_free: bool | None = None
+    offset_coeffs_pix: tuple | None = None
+    offset_coeffs_err_pix: tuple | None = None
+    wave_range_um: tuple | None = None
+    source_sigma2_pix2: float | None = None
+    source_sigma2_err_pix2: float | None = None
+    source_sigma_pix: float | None = None
+    source_sigma_err_pix: float | None = None
+    source_sigma_arcsec: float | None = None
+    pixel_scale_arcsec: float | None = None
+    chi2: float | None = None
+    dof: int | None = None
+    n_clipped: int | None = None
+    forced_from: str | None = None
+
+    @property
+    def fitted(self):
+        """Whether the record carries a profile (fitted, forced or the fallback)."""
+        return self.status in FITTED_STATUSES
+
+    def to_tree(self):
+        """The ``trace_fit_record`` entry (fields that are None left out)."""
+        return {_TRACE_FIT: _to_node(self)}
+
+    @classmethod
+    def from_tree(cls, tree):
+        """The record of a slit's ``instance``, or None if it has no ``trace_fit_record``."""
+        return _from_node(cls, tree.get(_TRACE_FIT))
+
+
+@dataclass(frozen=True)
+class TraceProfile:
+    """The fitted profile of one slit, per dispersion pixel of its cutout.
+
+    Attributes
+    ----------
+    centre_along : numpy.ndarray, shape (n_disp,)
+        Fitted source centre along the slit, pixels from the predicted position
+        (the `SlitGeometry.along` coordinate): what ``rectify`` measures from.
+    centre_rows : numpy.ndarray, shape (n_disp,)
+        The same as a fractional row (MIRI LRS: column) of the cutout, for users.
+    sigma : numpy.ndarray, shape (n_disp,)
+        Total Gaussian width, pixels.
+    """
+
+    centre_along: np.ndarray
+    centre_rows: np.ndarray
+    sigma: np.ndarray
+
+    CENTRE_ALONG_KEY: ClassVar[str] = _CENTRE_ALONG
+
+    def to_tree(self):
+        """The per-slit arrays (centre and width for users in float32, as the data)."""
+        return {
+            _CENTRE_ALONG: np.asarray(self.centre_along, dtype=float),
+            _CENTRE: np.asarray(self.centre_rows, dtype=np.float32),
+            _SIGMA: np.asarray(self.sigma, dtype=np.float32),
+        }
+
+    @classmethod
+    def from_tree(cls, tree):
+        """The profile of a slit's ``instance``, or None if it lacks one."""
+        arrays = [_array(tree, key) for key in (_CENTRE_ALONG, _CENTRE, _SIGMA)]
+        if any(a is None for a in arrays):
+            return None
+        return cls(*arrays)
+
+
+@dataclass(frozen=True)
+class RectifyRecord:
+    """The grid of one rectified slit (``_s2d``) and what extraction needs from it.
+
+    Attributes
+    ----------
+    wavelength_grid_um : numpy.ndarray, shape (n_wave,)
+        Bin centres.
+    offset0_pix : float
+        Offset of row 0 from the fitted trace, pixels (row ``i``: ``offset0_pix + i``).
+    nod_separation_pix, pixel_scale_arcsec : float
+        Distance between the images of two nod positions; arcsec per pixel.
+    sigma_arcsec : numpy.ndarray, shape (n_wave,)
+        Total Gaussian width of the source image (PSF and source) per bin.
+    weight_type : str
+    linear_grid : bool
+    members : tuple of str
+        The slits rectified (``file[slit name]``).
+    profile : numpy.ndarray, shape (n_offset, n_wave)
+        Fraction of the source's flux in each bin (``rectified_profile``).
+    """
+
+    wavelength_grid_um: np.ndarray
+    offset0_pix: float
+    nod_separation_pix: float
+    pixel_scale_arcsec: float
+    sigma_arcsec: np.ndarray
+    weight_type: str
+    linear_grid: bool
+    members: tuple
+    profile: np.ndarray
+
+    @property
+    def offsets(self):
+        """Offset of every row from the source, pixels."""
+        return self.offset0_pix + np.arange(self.profile.shape[0])
+
+    def to_tree(self):
+        """The ``rectify_record`` entry and the ``rectified_profile`` array."""
+        return {
+            _RECTIFY: {
+                "wavelength_grid_um": [float(w) for w in self.wavelength_grid_um],
+                "offset0_pix": float(self.offset0_pix),
+                "nod_separation_pix": float(self.nod_separation_pix),
+                "pixel_scale_arcsec": float(self.pixel_scale_arcsec),
+                "sigma_arcsec": [float(s) for s in self.sigma_arcsec],
+                "weight_type": self.weight_type,
+                "linear_grid": bool(self.linear_grid),
+                "members": list(self.members),
+            },
+            _PROFILE: np.asarray(self.profile, dtype=np.float32),
+        }
+
+    @classmethod
+    def from_tree(cls, tree):
+        """The record of a rectified slit's ``instance``; None for a stock jwst ``_s2d``."""
+        node = tree.get(_RECTIFY)
+        if not node or tree.get(_PROFILE) is None:
+            return None
+        return cls(
+            wavelength_grid_um=np.asarray(node["wavelength_grid_um"], dtype=float),
+            offset0_pix=float(node["offset0_pix"]),
+            nod_separation_pix=float(node.get("nod_separation_pix", math.inf)),
+            pixel_scale_arcsec=float(node["pixel_scale_arcsec"]),
+            sigma_arcsec=np.asarray(node["sigma_arcsec"], dtype=float),
+            weight_type=str(node["weight_type"]),
+            linear_grid=bool(node["linear_grid"]),
+            members=tuple(node.get("members", ())),
+            profile=np.asarray(tree[_PROFILE], dtype=float),
+        )
+
+
+@dataclass(frozen=True)
+class ExtractionExtras:
+    """Per-wavelength quantities of one spectrum that the standard columns cannot hold.
+
+    Stored in each spectrum's ``extract_1d_extras`` entry of the ``_x1d``.
+
+    Attributes
+    ----------
+    pathloss : tuple of float or None
+        Fraction of the source's flux the extraction holds per wavelength (the
+        slit transmission; for a box, times the profile inside the aperture).
+    pathloss_applied : bool
+        Whether ``FLUX`` was divided by it.
+    profile_used : tuple of float or None
+        Sum of the profile over the bins the optimal estimate used.
+    sigma_arcsec : tuple of float
+        Total Gaussian width of the source image.
+    x_offset_arcsec, slit_width_arcsec : float
+        Planned source position across the slit from its middle; open width.
+    profile_origin : str
+        ``trace_fit``, ``trace_model`` or ``none`` (a stock ``_s2d``).
+    aperture_profile_fraction : tuple of float or None
+        Box extraction: the profile inside the aperture.
+    """
+
+    pathloss_applied: bool
+    sigma_arcsec: tuple
+    x_offset_arcsec: float
+    profile_origin: str
+    pathloss: tuple | None = None
+    profile_used: tuple | None = None
+    slit_width_arcsec: float | None = None
+    aperture_profile_fraction: tuple | None = None
+
+    def to_tree(self):
+        """The ``extract_1d_extras`` entry (fields that are None left out)."""
+        return {_EXTRAS: _to_node(self)}
+
+    @classmethod
+    def from_tree(cls, tree):
+        """The extras of a spectrum's ``instance``, or None."""
+        return _from_node(cls, tree.get(_EXTRAS))

@@ -1,0 +1,189 @@
+"""One source's extraction, optimal or box, with its profile and path loss.
+
+Pure numpy/scipy.  `extract_source` decides what the rectified image needs
+(the profile it carries, or one fitted to it; the window or the box; the
+fraction of the source the slit and the aperture hold) and calls the kernels
+of `nodcombine.extract_1d.optimal`, `nodcombine.extract_1d.boxcar` and
+`nodcombine.pathloss`.  What the step should tell the user comes back in
+`SourceExtraction.notes`, so that this module logs nothing itself.
+"""
+
+import logging
+from dataclasses import dataclass
+
+from nodcombine.extract_1d.boxcar import extract_box
+from nodcombine.extract_1d.optimal import default_half_width, optimal_extract, window_bins
+from nodcombine.extract_1d.stockprofile import fit_rectified_profile
+from nodcombine.pathloss import slit_transmission
+
+__all__ = ["ExtractionSettings", "SourceExtraction", "extract_source"]
+
+
+@dataclass(frozen=True)
+class ExtractionSettings:
+    """How to extract (the step's parameters).
+
+    Attributes
+    ----------
+    apply_pathloss : bool
+        Whether ``FLUX`` will be divided by the path loss (a missing slit
+        width is then worth a warning).
+    window : float or None
+        Half-width of the optimal window, pixels; None: the default.
+    clip_sigma : float
+        Horne outlier threshold, sigma; 0: none.
+    aperture : BoxAperture or None
+        A box aperture: box extraction instead of optimal.
+    use_source_posn : bool
+        Move the box onto the source.
+    """
+
+    apply_pathloss: bool = True
+    window: float | None = None
+    clip_sigma: float = 5.0
+    aperture: object = None
+    use_source_posn: bool = True
+
+
+@dataclass(frozen=True)
+class SourceExtraction:
+    """The spectrum of one source and what went into it.
+
+    Attributes
+    ----------
+    spectrum : OptimalSpectrum or BoxSpectrum
+    pathloss : numpy.ndarray or None
+        Fraction of the source's flux the extraction holds, per wavelength.
+    aperture_fraction : numpy.ndarray or None
+        Box: the profile inside the aperture.
+    fitted : RectifiedProfileFit or None
+        The profile fitted to the image, if the input carried none.
+    extent : str
+        The window or box, in words.
+    notes : tuple of tuple of (int, str)
+        Log level and message for the step to log.
+    """
+
+    spectrum: object
+    pathloss: object
+    aperture_fraction: object
+    fitted: object
+    extent: str
+    notes: tuple
+
+
+def extract_source(
+    data,
+    variances,
+    usable,
+    wavelength,
+    offset,
+    profile,
+    *,
+    sigma_arcsec,
+    x_offset_arcsec,
+    slit_width_arcsec,
+    nod_separation,
+    settings,
+):
+    """Extract one rectified source.
+
+    Parameters
+    ----------
+    data : numpy.ndarray, shape (n_offset, n_wave)
+    variances : dict of str to numpy.ndarray
+    usable : numpy.ndarray of bool
+    wavelength : numpy.ndarray, shape (n_wave,)
+    offset : numpy.ndarray, shape (n_offset,)
+        Pixels along the slit from the source of each row.
+    profile : numpy.ndarray or None
+        Fraction of the source's flux in each bin; None: fit one.
+    sigma_arcsec : numpy.ndarray, shape (n_wave,)
+        Total Gaussian width of the source image (for the path loss).
+    x_offset_arcsec : float
+        Planned source position across the slit.
+    slit_width_arcsec : float or None
+        Open width of the slit; None: no path loss known.
+    nod_separation : float
+        Distance of the negative nod images, pixels.
+    settings : ExtractionSettings
+
+    Returns
+    -------
+    SourceExtraction
+    """
+    notes = []
+    box = settings.aperture is not None
+    profile, offset, fitted = _profile(data, variances, offset, profile, box, settings, notes)
+    pathloss = None
+    if profile is not None and slit_width_arcsec:
+        pathloss = slit_transmission(sigma_arcsec, x_offset_arcsec, slit_width_arcsec)
+    elif profile is not None and settings.apply_pathloss:
+        notes.append((logging.WARNING, "slit width unknown; no path-loss correction"))
+    if not box:
+        half_width = settings.window or default_half_width(
+            nod_separation, fitted.sigma if fitted else None
+        )
+        window = usable & window_bins(offset, data.shape, half_width=half_width)
+        spectrum = optimal_extract(data, variances, profile, window, clip_sigma=settings.clip_sigma)
+        if spectrum.rejected.any():
+            count = int(spectrum.rejected.sum())
+            limit = settings.clip_sigma
+            notes.append((logging.INFO, f"{count} bins rejected as outliers (> {limit:.1f} sigma)"))
+        extent = f"window +-{half_width:.1f} px"
+        return SourceExtraction(spectrum, pathloss, None, fitted, extent, tuple(notes))
+    result = extract_box(
+        data,
+        variances,
+        usable,
+        wavelength,
+        settings.aperture,
+        offset=offset,
+        profile=profile,
+        nod_separation=nod_separation,
+        on_source=settings.use_source_posn,
+    )
+    if settings.use_source_posn:
+        notes.append(
+            (logging.INFO, f"box aperture moved by {result.shift:+.2f} rows onto the source")
+        )
+    if result.reaches_negative_images:
+        notes.append(
+            (
+                logging.WARNING,
+                f"box background regions reach the negative nod images ({nod_separation:.1f} px "
+                "from the source); the background will be biased low and the flux high",
+            )
+        )
+    # a box holds the profile inside it: that is the (profile-based) aperture loss
+    fraction = result.profile_fraction
+    pathloss = None if pathloss is None else pathloss * fraction
+    lower, upper = result.spectrum.limits[:2]
+    extent = f"box rows {lower:.1f}-{upper:.1f}"
+    return SourceExtraction(result.spectrum, pathloss, fraction, fitted, extent, tuple(notes))
+
+
+def _profile(data, variances, offset, profile, box, settings, notes):
+    """The source profile, its row offsets, and the fit it came from (or None).
+
+    An image without a profile (a stock ``_s2d``) gets a Gaussian fitted to
+    it; a fixed box needs it only for its aperture correction, so there a
+    failed fit costs the path-loss correction, not the spectrum.
+    """
+    fixed_box = box and not settings.use_source_posn
+    if profile is not None or (fixed_box and not settings.apply_pathloss):
+        return profile, offset, None
+    try:
+        fitted = fit_rectified_profile(data, sum(variances.values()), offset)
+    except ValueError:
+        if not fixed_box:
+            raise
+        notes.append((logging.WARNING, "no profile could be fitted; no path-loss correction"))
+        return None, offset, None
+    notes.append(
+        (
+            logging.INFO,
+            f"fitted profile, centre {fitted.centre:+.2f} px, sigma {fitted.sigma:.2f} px",
+        )
+    )
+    return fitted.profile, offset - fitted.centre, fitted

@@ -1,0 +1,213 @@
+"""Opening the ``_cal`` exposures of a visit quickly, as the same datamodels.
+
+``stdatamodels`` finds every array of a FITS datamodel by ``(EXTNAME, EXTVER)``,
+and astropy answers each such lookup by scanning the HDU list from the start,
+reading a header keyword per HDU. A MOS exposure has eight or more HDUs per
+slit, so opening it costs time quadratic in the number of slits: for 200 slits
+that scan is most of the opening time. `IndexedHDUList` answers the lookups from
+a dictionary built in one pass; everything else, including the ASDF schema
+validation of the tree and the WCS, is stdatamodels' own reading, so the models
+are the ones `stdatamodels.jwst.datamodels.open` returns.
+
+New slits and spectra are built as entries of a product's list (`new_entry`),
+not as ``SlitModel``/``SpecModel`` instances: a new model loads its schema, and
+validates each assignment, which costs 25 ms for a ``SpecModel`` with its table,
+more than the extraction.  The entries are validated when the product holding
+them is saved.
+"""
+
+import functools
+import logging
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from jwst.associations import load_asn
+from jwst.datamodels import ModelContainer
+from stdatamodels.jwst import datamodels
+from stdatamodels.jwst.datamodels import JwstDataModel
+
+__all__ = ["IndexedHDUList", "new_entry", "open_exposure", "open_visit", "write_array"]
+
+log = logging.getLogger(__name__)
+
+#: association member fields that jwst's ModelContainer copies into ``meta``
+_MEMBER_FIELDS = ("tweakreg_catalog", "group_id")
+
+
+class IndexedHDUList(fits.HDUList):
+    """An `~astropy.io.fits.HDUList` that finds ``(name, ver)`` keys in O(1).
+
+    Lookups by anything else (index, name alone, HDU) behave as in astropy.
+    Open it with ``IndexedHDUList.fromfile(path)``; the index is built on the
+    first ``(name, ver)`` lookup, once the whole file has been read.
+    """
+
+    _name_index = None
+
+    def index_of(self, key):
+        """Index of an HDU; ``(name, ver)`` pairs come from a dictionary.
+
+        Parameters
+        ----------
+        key : int, str, tuple of (str, int) or BaseHDU
+            As for `astropy.io.fits.HDUList.index_of`.
+
+        Returns
+        -------
+        int
+        """
+        if isinstance(key, tuple) and len(key) == 2 and isinstance(key[0], str):
+            index = self._names().get((key[0].strip().upper(), int(key[1])))
+            if index is not None:
+                return index
+        # unknown pairs too, so that the error is astropy's own
+        return super().index_of(key)
+
+    def _names(self):
+        if self._name_index is None:
+            self.readall()
+            names = {}
+            for index, hdu in enumerate(self):
+                # first match wins, as in astropy's scan
+                names.setdefault((hdu.name.strip().upper(), hdu.ver), index)
+            self._name_index = names
+        return self._name_index
+
+
+def open_exposure(path):
+    """Open one ``_cal`` FITS file as the datamodel its ``DATAMODL`` names.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A FITS datamodel file.
+
+    Returns
+    -------
+    JwstDataModel
+        The model `stdatamodels.jwst.datamodels.open` would return, with its
+        arrays in memory and the file closed. Files without a ``DATAMODL``
+        keyword, or not FITS, are opened by `~stdatamodels.jwst.datamodels.open`.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in (".fits", ".fit"):
+        return datamodels.open(path)
+    with IndexedHDUList.fromfile(path, memmap=False) as hdulist:
+        model_class = getattr(datamodels, str(hdulist[0].header.get("DATAMODL", "")), None)
+        if not (isinstance(model_class, type) and issubclass(model_class, JwstDataModel)):
+            return datamodels.open(path)
+        model = model_class(hdulist)
+    # as datamodels.open does for a path (an HDUList carries its file name too)
+    model.meta.filename = path.name
+    return model
+
+
+def open_visit(input_data):
+    """Open a visit's exposures with `open_exposure`, as jwst's ModelContainer would.
+
+    Parameters
+    ----------
+    input_data : str, os.PathLike, list or ModelContainer
+        An association file, or a list of file names.
+
+    Returns
+    -------
+    ModelContainer or None
+        The opened exposures with the association's bookkeeping
+        (``asn_table``, table and pool names, member ``exptype`` and
+        ``group_id``). None for anything else (models, containers, a single
+        datamodel file), which the step opens the stock way.
+    """
+    if isinstance(input_data, (list, tuple)) and input_data:
+        if all(isinstance(item, (str, Path)) for item in input_data):
+            return _from_paths(input_data)
+        return None
+    if isinstance(input_data, (str, Path)) and Path(input_data).suffix.lower() == ".json":
+        return _from_association(Path(input_data))
+    return None
+
+
+def _from_paths(paths):
+    container = ModelContainer()
+    for path in paths:
+        container.append(open_exposure(path))
+    # the names ModelContainer gives a list: the first file's stem without its suffix
+    stem = Path(str(paths[0])).name.split(".")[0]
+    container.asn_table_name = "_".join(stem.split("_")[:-1])
+    container.asn_table["products"][0]["name"] = container.asn_table_name
+    return container
+
+
+def _from_association(asn_path):
+    with asn_path.open() as handle:
+        asn = load_asn(handle)
+    container = ModelContainer()
+    for member in asn["products"][0]["members"]:
+        model = open_exposure(asn_path.parent / member["expname"])
+        model.meta.asn.exptype = member["exptype"]
+        for name in _MEMBER_FIELDS:
+            if name in member:
+                value = member[name]
+                if name == "tweakreg_catalog":
+                    value = str(asn_path.parent / value) if value.strip() else None
+                setattr(model.meta, name, value)
+        container.append(model)
+    container.asn_table = asn
+    container.asn_file_path = str(asn_path)
+    container.asn_table_name = asn_path.name
+    container.asn_pool_name = asn["asn_pool"]
+    for model in container:
+        model.meta.asn.table_name = container.asn_table_name
+        model.meta.asn.pool_name = container.asn_pool_name
+    return container
+
+
+@functools.cache
+def _scratch(model_class):
+    # only a factory of list entries; never returned or saved
+    return model_class(validate_on_assignment=False)
+
+
+def new_entry(model_class, key):
+    """An empty entry of the list ``key`` of ``model_class``, as a schema-aware node.
+
+    Parameters
+    ----------
+    model_class : type
+        E.g. ``MultiSlitModel``.
+    key : str
+        E.g. ``"slits"``.
+
+    Returns
+    -------
+    stdatamodels.properties.ObjectNode
+        Assignments are cast as in a model (a table becomes a ``FITS_rec``) but
+        not validated; append its ``instance`` to the product's tree.
+    """
+    return getattr(_scratch(model_class), key).item()
+
+
+def write_array(node, name, values):
+    """Set a schema array of a model or slit, in place when shape and dtype allow.
+
+    Assigning a new array to a datamodel attribute re-validates it against the
+    schema, which costs ~15 ms an array (schema files are re-read); writing
+    into the existing buffer does not.
+
+    Parameters
+    ----------
+    node : DataModel or ObjectNode
+        The model or slit.
+    name : str
+        A schema array (``data``, ``var_rnoise``, ``trace_model`` ...).
+    values : numpy.ndarray
+    """
+    current = getattr(node, name, None)
+    if isinstance(current, np.ndarray) and current.shape == values.shape:
+        current[...] = values.astype(current.dtype, copy=False)
+    elif current is None:
+        # a new array: validated when the model is saved
+        node.instance[name] = values
+    else:
+        setattr(node, name, values)

@@ -1,0 +1,148 @@
+"""TraceFitStep: fit the spatial profile along the trace, jointly over the nod exposures."""
+
+import logging
+import time
+from dataclasses import fields
+from functools import partial
+from pathlib import Path
+
+from nodcombine.errors import InputError
+from nodcombine.nodsource import differenced_members
+from nodcombine.stepbase import NodcombineStep
+from nodcombine.trace_fit import io
+from nodcombine.trace_fit.family import force_best_profile
+from nodcombine.trace_fit.solution import TraceFitSettings
+from nodcombine.trace_fit.tracefit import fit_trace
+from nodcombine.visit import group_by_source, group_families
+
+__all__ = ["TraceFitStep"]
+
+log = logging.getLogger(__name__)
+
+_DEFAULTS = TraceFitSettings()
+
+
+class TraceFitStep(NodcombineStep):
+    """Fit each source's profile width(λ) and trace offset over all its nod differences.
+
+    The profile is a pixel-integrated Gaussian along the slit whose width is the
+    nominal PSF in quadrature with a fitted source width, centred on the WCS
+    prediction plus a polynomial offset in wavelength.  The model of every
+    difference (positive and negative images) goes to each slit's
+    ``trace_model``, the parameters to its ``trace_fit_record``.
+    """
+
+    class_alias = "trace_fit"
+
+    spec = f"""
+    output_use_model = boolean(default=True)  # name each _trace product after its input exposure
+    min_snr = float(default={_DEFAULTS.min_snr}, min=0)  # source S/N below which the predicted position and nominal PSF width are kept
+    width_snr = float(default={_DEFAULTS.width_snr}, min=0)  # S/N from which the intrinsic source width is fitted
+    degree_snr = float_list(default=list({", ".join(map(str, _DEFAULTS.degree_snr))}))  # S/N from which each further degree of the trace-offset polynomial is fitted
+    max_offset = float(default={_DEFAULTS.max_offset}, min=0.1)  # pixels: bound on each offset coefficient (also at most 0.45 of the nod throw)
+    centre_prior = float(default={_DEFAULTS.centre_prior}, min=0.01)  # pixels: Gaussian prior width of the constant offset from the WCS-predicted position
+    shape_prior = float(default={_DEFAULTS.shape_prior}, min=0.01)  # pixels: Gaussian prior width of the higher offset terms
+    max_source_sigma = float(default={_DEFAULTS.max_source_sigma}, min=0.1)  # pixels: upper bound of the intrinsic source width (Gaussian sigma)
+    huber_scale = float(default={_DEFAULTS.huber_scale}, min=0.5)  # residual (sigma) beyond which the loss grows linearly
+    clip_sigma = float(default={_DEFAULTS.clip_sigma}, min=2)  # residual (sigma) beyond which a pixel is rejected before refitting
+    block_snr = float(default={_DEFAULTS.block_snr}, min=0.1)  # S/N per exposure a flux block reaches: faint spectra share fluxes over neighbouring columns while the profile is fitted
+    fit_iterations = integer(default={_DEFAULTS.iterations}, min=1)  # rounds of fitting and rejection
+    force_profile = boolean(default=True)  # a source seen with several dispersers gets the centre and width of its highest-S/N fit
+    save_diagnostics = boolean(default=False)  # write a PNG per source into output_dir (differences, fitted trace, profile residuals)
+    """  # noqa: E501
+
+    def process(self, input_data):
+        """Fit the profile of every source in a ``_nod`` container.
+
+        Parameters
+        ----------
+        input_data : str, list or ModelContainer
+            The ``_nod`` products of one visit (association, files or models).
+
+        Returns
+        -------
+        ModelContainer
+            The same exposures with ``trace_model`` and the fit (suffix ``_trace``).
+        """
+        container = self.prepare_output(input_data)
+        try:
+            io.check_visit(container)
+        except InputError as err:
+            return self.skip_input(container, err)
+        groups, problems = group_by_source(container)
+        for err in problems.values():
+            log.warning("SKIPPED %s", err)
+        fitted = sum(
+            self.per_source(f[0].label, partial(self._fit_family, f), partial(io.skip_groups, f))
+            or 0
+            for f in group_families(groups)
+        )
+        log.info("trace_fit: %d of %d sources fitted", fitted, len(groups))
+        for model in container:
+            model.meta.cal_step.trace_fit = io.exposure_status(model)
+        return container
+
+    def default_suffix(self):
+        """Suffix of the products: ``trace``."""
+        return "trace"
+
+    def _settings(self):
+        names = {f.name: f.name for f in fields(TraceFitSettings)} | {
+            "iterations": "fit_iterations"
+        }
+        values = {f: getattr(self, name) for f, name in names.items()}
+        return TraceFitSettings(**values | {"degree_snr": tuple(self.degree_snr or ())})
+
+    def _fit_family(self, family):
+        """Fit the groups of one source; force the best fit on the rest. Return the count.
+
+        Everything is fitted before anything is written, so a failure leaves no
+        slit of the family half done.
+        """
+        settings = self._settings()
+        fits = [fit for fit in (self._fit_group(g, settings) for g in family) if fit]
+        solutions = [(fit[2], "") for fit in fits]
+        if self.force_profile:
+            solutions = force_best_profile(
+                [(g.label, i.fit_arguments(), i.pixel_scale, sol) for g, i, sol, _ in fits],
+                settings=settings,
+            )
+        for fit, (solution, forced_from) in zip(fits, solutions, strict=True):
+            group, inputs, _, seconds = fit
+            io.write_source(inputs, solution, forced_from=forced_from)
+            self._report(group, inputs, solution, seconds)
+        return len(fits)
+
+    def _fit_group(self, group, settings):
+        """(group, inputs, solution, seconds) for one source, or None if it was skipped."""
+        members, skipped = differenced_members(group)
+        for ref, err in skipped:
+            log.warning("SKIPPED %s", err)
+            io.write_skipped([ref], str(err))
+
+        def fit():
+            inputs = io.read_source(members)
+            start = time.perf_counter()
+            solution = fit_trace(**inputs.fit_arguments(), settings=settings)
+            return group, inputs, solution, time.perf_counter() - start
+
+        return self.per_source(group.label, fit, lambda reason: io.write_skipped(members, reason))
+
+    def _report(self, group, inputs, solution, seconds):
+        level = logging.WARNING if solution.status == "FALLBACK" else logging.INFO
+        summary = solution.summary(inputs.pixel_scale)
+        log.log(level, "%s: %s, %.2f s", group.label, summary, seconds)
+        if self.save_diagnostics:
+            self._save_figure(group, inputs, solution)
+
+    def _save_figure(self, group, inputs, solution):
+        """Diagnostic PNG of one source in ``output_dir``; a failure costs only the figure."""
+        from nodcombine.plotting import save_trace_fit_figure
+
+        path = Path(self.output_dir or ".") / f"{group.key.file_stem}_trace_fit.png"
+        try:
+            save_trace_fit_figure(inputs.source, solution, path, group.label)
+        except (OSError, ValueError, ImportError) as err:
+            log.warning("%s: no diagnostic figure (%s: %s)", group.label, type(err).__name__, err)
+            return
+        log.info("%s: diagnostic figure %s", group.label, path)

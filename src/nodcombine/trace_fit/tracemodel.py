@@ -1,0 +1,321 @@
+"""The trace-fit problem: geometry, profile model and objective (used by `tracefit`).
+
+Pure numpy/scipy; arrays are stacks of the exposures of one source on a common
+grid, axis order ``(n_exposures, n_spatial, n_dispersion)``.  `prepare_trace`
+checks the inputs and builds the sky-free likelihood data
+(`nodcombine.trace_fit.likelihood`); `ProfileObjective` gives `scipy.optimize.least_squares`
+the residuals and Jacobian of one `ProfileModel`; `difference_model` turns a
+fitted profile back into a model of the nod differences.
+"""
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.polynomial import legendre
+
+from nodcombine.nod_diff.noddiff import difference_images
+from nodcombine.profile import pixel_fraction, pixel_integrated_gaussian
+from nodcombine.trace_fit.likelihood import (
+    contrast_data,
+    difference_closure,
+    evaluate_profile,
+    sky_free_exposures,
+)
+
+__all__ = [
+    "ProfileModel",
+    "ProfileObjective",
+    "TraceGeometry",
+    "closed_pixels",
+    "difference_model",
+    "fill_columns",
+    "offset_limit",
+    "outlying_entries",
+    "prepare_trace",
+    "profile_images",
+    "profile_only",
+    "residual_spread",
+    "rows_at",
+    "without_entries",
+]
+
+_CLOSURE_TOLERANCE = 1e-3  # |Σ_p D̄_p| / Σ_p |D̄_p|; float32 rounding is ~1e-7
+
+
+@dataclass(frozen=True)
+class TraceGeometry:
+    """Coordinates of the exposures' pixels, filled where undefined."""
+
+    along: np.ndarray  # (n, ny, nx) pixels from the predicted position
+    t: np.ndarray  # (n, nx) scaled wavelength
+    sigma_psf: np.ndarray  # (n, nx) pixels
+    covered: np.ndarray  # (n, ny, nx) coordinate and wavelength known: fitted
+    located: np.ndarray  # (n, ny, nx) coordinate known: the model is defined
+    valid: np.ndarray  # (n, ny, nx) the differences nod_diff formed
+    known: np.ndarray  # (n, nx) the exposure has a wavelength there
+    wave_range: tuple
+    positions: np.ndarray
+    offset_limit: float
+    blocks: np.ndarray | None = None  # (nx,) flux block of each column; None: one each
+
+
+@dataclass(frozen=True)
+class ProfileModel:
+    """Which parameters are free: offset degree, source width, fixed width."""
+
+    degree: int
+    width_free: bool
+    fixed_sigma2: float = 0.0
+    names: tuple = field(init=False)
+
+    def __post_init__(self):
+        names = tuple(f"a{k}" for k in range(self.degree + 1))
+        object.__setattr__(self, "names", names + (("s2",) if self.width_free else ()))
+
+    def split(self, theta):
+        """Offset coefficients and source width² of a parameter vector."""
+        coeffs = np.asarray(theta[: self.degree + 1])
+        return coeffs, (theta[-1] if self.width_free else self.fixed_sigma2)
+
+
+def profile_images(geom, centre, sigma2):
+    """Profiles and derivatives for per-exposure centre (n, nx) and width² (n, nx)."""
+    sigma = np.sqrt(sigma2)
+    return pixel_integrated_gaussian(geom.along, centre[:, None, :], sigma[:, None, :])
+
+
+def profile_only(geom, centre, sigma2):
+    """`profile_images` without the derivatives."""
+    return pixel_fraction(geom.along, centre[:, None, :], np.sqrt(sigma2)[:, None, :])
+
+
+class ProfileObjective:
+    """Residuals and Jacobian of one model, with the last evaluation cached."""
+
+    def __init__(self, geom, data, model, settings):
+        self.geom, self.data, self.model = geom, data, model
+        self.basis = legendre.legvander(geom.t, model.degree)  # (n, nx, degree + 1)
+        widths = [settings.centre_prior] + [settings.shape_prior] * model.degree
+        self.prior = 1.0 / np.array(widths)
+        self._key, self._value = None, None
+
+    def _unit_profile(self, theta):
+        """Unit profiles at ``theta``, without derivatives."""
+        coeffs, s2 = self.model.split(theta)
+        return profile_only(self.geom, self.basis @ coeffs, self.geom.sigma_psf**2 + s2)
+
+    def _profile(self, theta):
+        """Unit profiles and their derivatives with respect to ``theta``."""
+        coeffs, s2 = self.model.split(theta)
+        sigma2 = self.geom.sigma_psf**2 + s2
+        profile, d_centre, d_sigma = profile_images(self.geom, self.basis @ coeffs, sigma2)
+        derivs = [d_centre * self.basis[:, None, :, k] for k in range(coeffs.size)]
+        if self.model.width_free:
+            derivs.append(d_sigma / (2.0 * np.sqrt(sigma2))[:, None, :])
+        return profile, np.stack(derivs)
+
+    def evaluate(self, theta):
+        """`ProfileEvaluation` at ``theta`` (cached for the Jacobian call that follows)."""
+        key = np.asarray(theta, dtype=float).tobytes()
+        if key != self._key:
+            profile, derivs = self._profile(theta)
+            self._value = evaluate_profile(self.data, profile, derivs, blocks=self.geom.blocks)
+            self._key = key
+        return self._value
+
+    def value(self, theta):
+        """`ProfileEvaluation` without a Jacobian and the objective ``Σ residuals²``.
+
+        For scans: no derivatives are computed, nothing is cached.
+        """
+        evaluation = evaluate_profile(self.data, self._unit_profile(theta), blocks=self.geom.blocks)
+        prior = self.model.split(theta)[0] * self.prior
+        return evaluation, float(evaluation.residuals @ evaluation.residuals + prior @ prior)
+
+    def column_residuals(self, theta):
+        """Residuals with a flux per column, whatever the blocks.
+
+        Real spectral structure inside a flux block must not look like an outlier.
+        """
+        return evaluate_profile(self.data, self._unit_profile(theta)).residuals
+
+    def residuals(self, theta):
+        """Whitened residuals, then the prior terms of the offset coefficients."""
+        coeffs = self.model.split(theta)[0]
+        return np.concatenate([self.evaluate(theta).residuals, coeffs * self.prior])
+
+    def jacobian(self, theta):
+        """Derivative of `residuals` with respect to ``theta``."""
+        n_coeffs = self.prior.size
+        prior_rows = np.zeros((n_coeffs, len(self.model.names)))
+        prior_rows[np.arange(n_coeffs), np.arange(n_coeffs)] = self.prior
+        return np.vstack([self.evaluate(theta).jacobian, prior_rows])
+
+
+def prepare_trace(data, variance, valid, usable, positions, along, wavelength, sigma_psf):
+    """Check shapes; build the geometry and the sky-free likelihood data."""
+    data = np.asarray(data, dtype=float)
+    if data.ndim != 3:
+        raise ValueError(f"data must have shape (n_exp, ny, nx), got {data.shape}")
+    usable = np.ones(data.shape, bool) if usable is None else usable
+    for name, arr, shape in (
+        ("variance", variance, data.shape),
+        ("valid", valid, data.shape),
+        ("usable", usable, data.shape),
+        ("along", along, data.shape),
+        ("wavelength", wavelength, (data.shape[0], data.shape[2])),
+        ("sigma_psf", sigma_psf, (data.shape[0], data.shape[2])),
+    ):
+        if np.shape(arr) != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {np.shape(arr)}")
+    _, positions = np.unique(np.asarray(positions), return_inverse=True)
+    if positions.size != data.shape[0] or positions.max() < 1:
+        raise ValueError("positions must label every exposure and name at least two positions")
+    wavelength = np.asarray(wavelength, dtype=float)
+    known = np.isfinite(wavelength)
+    if not known.any():
+        raise ValueError("no finite wavelength in any exposure")
+    lo, hi = float(wavelength[known].min()), float(wavelength[known].max())
+    # where an exposure has no wavelength its pixels leave the fit, but the model
+    # of its image is still needed there: interpolate along the columns
+    t = fill_columns(2.0 * (wavelength - lo) / max(hi - lo, 1e-12) - 1.0, 0.0)
+    sigma_psf = np.asarray(sigma_psf, dtype=float)
+    sigma_psf = fill_columns(
+        np.where(known, sigma_psf, np.nan), float(np.nanmedian(sigma_psf[known]))
+    )
+    along = np.asarray(along, dtype=float)
+    covered = np.isfinite(along) & known[:, None, :]
+    # the sky-free exposures need exactly nod_diff's set; everything else only
+    # removes entries from the fit, which the per-pixel sky absorbs exactly
+    valid = np.asarray(valid, bool) & np.isfinite(data)
+    closed = closed_pixels(data, valid, positions)
+    contrast = sky_free_exposures(data, valid, positions)
+    use = valid & np.asarray(usable, bool) & covered & closed[None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weight = np.where(use, 1.0 / np.asarray(variance, dtype=float), 0.0)
+    cdata = contrast_data(contrast, weight)
+    if cdata.n_entries == 0:
+        raise ValueError("no pixel is covered by two exposures with valid differences")
+    located = np.isfinite(along)
+    along = np.where(located, along, 0.0)
+    limit = offset_limit(along, covered, positions)
+    geom = TraceGeometry(
+        along, t, sigma_psf, covered, located, valid, known, (lo, hi), positions, limit
+    )
+    return geom, cdata
+
+
+def fill_columns(values, default):
+    """Fill each row's NaNs: from the other rows in that column, else interpolated.
+
+    Rows are exposures on a common grid, so a column holds nearly the same
+    wavelength in all of them; ``default`` is used for a column no row knows.
+    """
+    out = np.array(values, dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # columns no row knows
+        column_mean = np.nanmean(out, axis=0)
+    out = np.where(np.isfinite(out), out, column_mean[None, :])
+    cols = np.arange(out.shape[1])
+    for row in out:
+        ok = np.isfinite(row)
+        row[~ok] = np.interp(cols[~ok], cols[ok], row[ok]) if ok.any() else default
+    return out
+
+
+def closed_pixels(data, valid, positions):
+    """Pixels where the position means of the differences sum to zero.
+
+    ``nod_diff``'s differences close exactly at every pixel; they do not where
+    an exposure that entered the references is missing from the input.  Such
+    pixels are left out of the fit; if they are more than 1 % of the pixels,
+    the input is refused.
+    """
+    misfit = difference_closure(data, valid, positions)
+    tested = np.isfinite(misfit)
+    bad = tested & (misfit > _CLOSURE_TOLERANCE)
+    if tested.any() and bad.sum() > 0.01 * tested.sum():
+        raise ValueError(
+            f"the differences do not sum to zero over the nod positions at "
+            f"{100 * bad.sum() / tested.sum():.0f} % of pixels: an exposure that nod_diff "
+            "differenced against is missing, or the differences were changed after nod_diff"
+        )
+    return ~bad
+
+
+def offset_limit(along, covered, positions):
+    """Smallest throw between nod positions, from the exposures' coordinates."""
+    throws = []
+    for j in range(positions.size):
+        for k in range(j + 1, positions.size):
+            both = covered[j] & covered[k]
+            if positions[j] != positions[k] and both.any():
+                throws.append(abs(np.median(along[j][both] - along[k][both])))
+    return min(throws) if throws else np.inf
+
+
+def residual_spread(data):
+    """Standard deviation of each whitened residual, ``sqrt(1 − w_j / Σ w)``."""
+    return np.sqrt(np.clip(1.0 - data.weight * data.inv_total_weight[None], 0.0, 1.0))
+
+
+def without_entries(cdata, rejected):
+    """The likelihood data with the rejected entries left out.
+
+    The centred values are the sky-free exposures up to a constant per pixel,
+    which centring with the new weights removes again.
+    """
+    weight = np.where(cdata.active & ~rejected, cdata.weight, 0.0)
+    return contrast_data(np.where(cdata.active, cdata.centred, np.nan), weight)
+
+
+def outlying_entries(residual_image, clip_sigma):
+    """Per pixel, the exposure with the largest residual if it exceeds the clip."""
+    size = np.abs(residual_image)
+    worst = size == size.max(axis=0, keepdims=True)
+    return worst & (size > clip_sigma)
+
+
+def difference_model(geom, amplitudes, profile):
+    """Model of the nod differences, data units.
+
+    Where ``nod_diff`` formed a difference, the model is built from the same
+    exposures (a masked pixel left its exposure out of the reference); elsewhere
+    from every exposure that covers the pixel, as a stand-in for the data.  An
+    exposure with no usable pixel in a column still entered the references
+    there: its flux is taken as the other exposures' in that column (or, with
+    none, interpolated from its neighbouring columns; 0 for an exposure that
+    has no flux anywhere while no other has one either).
+    """
+    filled = fill_columns(amplitudes, 0.0)
+    images = np.where(geom.located, filled[:, None, :] * profile, np.nan)
+    present = np.isfinite(images)
+    where_valid = difference_images(images, geom.valid & present, geom.positions)
+    elsewhere = difference_images(images, present, geom.positions)
+    return np.where(geom.valid, where_valid, elsewhere)
+
+
+def rows_at(along, value):
+    """Row where the along-slit coordinate equals ``value``, in each column.
+
+    Parameters
+    ----------
+    along : numpy.ndarray, shape (ny, nx)
+        Along-slit coordinate of each pixel, increasing with the row; NaN unknown.
+    value : numpy.ndarray, shape (nx,)
+        Coordinate sought in each column.
+
+    Returns
+    -------
+    numpy.ndarray, shape (nx,)
+        Fractional row; NaN where the column has fewer than two known pixels or
+        ``value`` lies outside them.
+    """
+    rows = np.arange(along.shape[0], dtype=float)
+    out = np.full(along.shape[1], np.nan)
+    for x in np.flatnonzero(np.isfinite(value)):
+        ok = np.isfinite(along[:, x])
+        if ok.sum() >= 2:
+            out[x] = np.interp(value[x], along[ok, x], rows[ok], left=np.nan, right=np.nan)
+    return out
