@@ -211,3 +211,19 @@ def test_pipeline_freezes_pre_existing_objects_only_for_its_run():
         assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
+
+
+def test_documented_offline_recipe_runs_the_pipeline(small_visit, tmp_path):
+    """docs/offline.md verbatim, in a shell with no CRDS variable set beforehand."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRDS_", "STPIPE_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    script = (
+        f'eval "$(python -m nodcombine.offline {tmp_path / "crds"})" && '
+        f"strun nodcombine {small_visit} --output_dir={tmp_path}"
+    )
+    completed = subprocess.run(
+        ["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert len(list(tmp_path.glob("*_s?????????_x1d.fits"))) == 2
+    assert (tmp_path / "crds" / "config" / "jwst" / "server_config").is_file()

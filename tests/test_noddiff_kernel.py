@@ -1,8 +1,5 @@
 """Physics of the nod-difference kernel: exactness first, then statistics."""
 
-import ast
-from pathlib import Path
-
 import numpy as np
 import pytest
 

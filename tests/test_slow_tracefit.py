@@ -2,14 +2,14 @@
 
 import numpy as np
 import pytest
-from nodcombine.trace_fit import io as trace_io
-from nodcombine.visit import group_by_source
 
 from helpers import fit_simulated_trace, trace_pulls
 from nodcombine import NodDiffStep
 from nodcombine.simulate import simulate_nodded_visit
+from nodcombine.trace_fit import io as trace_io
 from nodcombine.trace_fit.solution import TraceFitSettings
 from nodcombine.trace_fit.tracefit import fit_trace
+from nodcombine.visit import group_by_source
 
 pytestmark = pytest.mark.slow
 

@@ -330,3 +330,21 @@ def test_inputs_not_modified(tmp_path):
     TraceFitStep.call(nod)
     np.testing.assert_array_equal(nod[0].slits[0].data, data)
     assert nod[0].slits[0].instance.get("trace_fit_record") is None
+
+
+def test_pipeline_diagnostics_go_to_its_output_dir(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from nodcombine import NodCombinePipeline
+
+    models, _ = simulate_nodded_visit("nrs_msa_prism", n_points=2, source_peak=0.5, seed=39)
+    cwd, out = tmp_path / "cwd", tmp_path / "out"
+    cwd.mkdir()
+    out.mkdir()
+    monkeypatch.chdir(cwd)
+    NodCombinePipeline.call(
+        models, output_dir=str(out), steps={"trace_fit": {"save_diagnostics": True}}
+    )
+    assert not list(cwd.iterdir())
+    (figure,) = out.glob("*_trace_fit.png")
+    # program, observation, visit, detector, disperser, slit, source: unique per visit
+    assert figure.name.startswith("09999_001_001_NRS")

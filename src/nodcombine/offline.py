@@ -4,12 +4,20 @@
 jwst's result bookkeeping asks CRDS for its context; offline, CRDS ends the
 process with ``sys.exit``.  The settings below make CRDS a local, serverless
 cache with an empty context, so that nothing is looked up (DESIGN.md §6).
+
+This module is the one home of those settings.  From a shell::
+
+    eval "$(python -m nodcombine.offline ~/crds_offline)"
+
+writes ``~/crds_offline/config/jwst/server_config`` and sets the variables.
 """
 
+import argparse
 import os
+import shlex
 from pathlib import Path
 
-__all__ = ["OFFLINE_CONTEXT", "configure_offline_crds", "write_server_config"]
+__all__ = ["OFFLINE_CONTEXT", "configure_offline_crds", "main", "write_server_config"]
 
 OFFLINE_CONTEXT = "jwst_0000.pmap"
 
@@ -75,3 +83,33 @@ def configure_offline_crds(crds_path, *, environ=None):
     }
     environ.update(settings)
     return settings
+
+
+def main(argv=None):
+    """Write the server configuration under a directory and print the ``export`` lines.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command-line arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit code.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m nodcombine.offline",
+        description="Make DIR a serverless CRDS cache and print the environment for it "
+        '(use: eval "$(python -m nodcombine.offline DIR)").',
+    )
+    parser.add_argument("directory", help="the local CRDS cache (created if needed)")
+    args = parser.parse_args(argv)
+    settings = configure_offline_crds(Path(args.directory).expanduser().resolve(), environ={})
+    for key, value in settings.items():
+        print(f"export {key}={shlex.quote(value)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -139,7 +139,9 @@ class TraceFitStep(NodcombineStep):
         """Diagnostic PNG of one source in ``output_dir``; a failure costs only the figure."""
         from nodcombine.plotting import save_trace_fit_figure
 
-        path = Path(self.output_dir or ".") / f"{group.key.file_stem}_trace_fit.png"
+        # in a pipeline the step has no output_dir of its own: the pipeline's
+        directory = self.search_attr("output_dir") or "."
+        path = Path(directory) / f"{group.key.file_stem}_trace_fit.png"
         try:
             save_trace_fit_figure(inputs.source, solution, path, group.label)
         except (OSError, ValueError, ImportError) as err:
