@@ -68,8 +68,7 @@ def spec_defaults(step_class):
 
 #: (step class, step name, mode) -> parameters
 CONFIGS = {
-    (step_class, step_name, mode): spec_defaults(step_class)
-    | _OVERRIDES.get((step_name, mode), {})
+    (step_class, step_name, mode): spec_defaults(step_class) | _OVERRIDES.get((step_name, mode), {})
     for step_class, step_name in _STEPS.items()
     for mode in _MODES
 }
