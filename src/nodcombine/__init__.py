@@ -26,7 +26,26 @@ _CLASSES = {
 __all__ = [*_CLASSES, "__version__"]
 
 
-def __getattr__(name):
-    if name in _CLASSES:
-        return getattr(importlib.import_module(_CLASSES[name]), name)
-    raise AttributeError(f"module 'nodcombine' has no attribute {name!r}")
+def lazy_attributes(package, classes):
+    """A module ``__getattr__`` that imports each class from its module on first use.
+
+    The steps import jwst, which takes seconds: the kernels, the contract and
+    ``stpipe list`` load without it.
+
+    Parameters
+    ----------
+    package : str
+        The package's ``__name__``, for the error message.
+    classes : dict of str to str
+        Class name -> module that defines it.
+    """
+
+    def __getattr__(name):
+        if name in classes:
+            return getattr(importlib.import_module(classes[name]), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
+__getattr__ = lazy_attributes(__name__, _CLASSES)

@@ -6,22 +6,22 @@ in the ASDF extension of the FITS file, so they survive save and open.  Each
 entry is written and read only through the frozen records below
 (``to_tree``/``from_tree``); no other module spells a key.
 
-==========================  ==================  ==========  ====================
+==========================  ==================  ==========  ===========================
 key                         record              written by  read by
-==========================  ==================  ==========  ====================
+==========================  ==================  ==========  ===========================
 ``nod_diff_status``         `NodSlitRecord`     nod_diff    trace_fit, rectify
 ``nod_position``            `NodSlitRecord`     nod_diff    trace_fit, rectify
 ``nod_ref_var_*``           `NodSlitRecord`     nod_diff    trace_fit, rectify
 ``nod_separation_pix``      `NodSlitRecord`     nod_diff    rectify
 ``nod_geometry``            `SlitGeometry`      nod_diff    trace_fit, rectify
-``trace_fit_record``        `TraceFitRecord`    trace_fit   rectify, extraction
-``trace_fit_centre``        `TraceProfile`      trace_fit   (users, figures)
+``trace_fit_record``        `TraceFitRecord`    trace_fit   rectify (copies it to _s2d)
+``trace_fit_centre``        `TraceProfile`      trace_fit   users
 ``trace_fit_centre_along``  `TraceProfile`      trace_fit   rectify
 ``trace_fit_sigma``         `TraceProfile`      trace_fit   rectify
-``rectify_record``          `RectifyRecord`     rectify     extraction
-``rectified_profile``       `RectifyRecord`     rectify     extraction
-``extract_1d_extras``       `ExtractionExtras`  extraction  (users)
-==========================  ==================  ==========  ====================
+``rectify_record``          `RectifyRecord`     rectify     optimal_extract_1d, figures
+``rectified_profile``       `RectifyRecord`     rectify     optimal_extract_1d
+``extract_1d_extras``       `ExtractionExtras`  optimal_*   users
+==========================  ==================  ==========  ===========================
 
 Per-pixel arrays lie on the slit's own cutout, oriented like its ``data``;
 1-D arrays run along the cutout's dispersion pixels (detector x, or y for
@@ -231,6 +231,8 @@ class TraceFitRecord:
     n_clipped: int | None = None
     forced_from: str | None = None
 
+    KEY: ClassVar[str] = _TRACE_FIT
+
     @property
     def fitted(self):
         """Whether the record carries a profile (fitted, forced or the fallback)."""
@@ -359,8 +361,6 @@ class RectifyRecord:
 @dataclass(frozen=True)
 class ExtractionExtras:
     """Per-wavelength quantities of one spectrum that the standard columns cannot hold.
-
-    Stored in each spectrum's ``extract_1d_extras`` entry of the ``_x1d``.
 
     Attributes
     ----------

@@ -8,6 +8,7 @@ from jwst.stpipe import Step
 from stpipe.step import get_disable_crds_steppars
 
 from nodcombine.errors import InputError
+from nodcombine.visit import group_by_source
 
 __all__ = ["OWN_SUFFIXES", "NodcombineMixin", "NodcombineStep"]
 
@@ -76,6 +77,32 @@ class NodcombineStep(NodcombineMixin, Step):
 
     spec = """
     """
+
+    @staticmethod
+    def group_sources(models):
+        """`~nodcombine.visit.group_by_source`, logging the exposures that cannot be used."""
+        groups, problems = group_by_source(models)
+        for err in problems.values():
+            log.warning("SKIPPED %s", err)
+        return groups, problems
+
+    def record_status(self, models, status_of, counts, done):
+        """Log how many sources were done and set each model's ``meta.cal_step``.
+
+        Parameters
+        ----------
+        models : iterable of DataModel
+        status_of : callable
+            ``COMPLETE`` or ``SKIPPED`` for a model.
+        counts : tuple of (int, int)
+            Sources done, sources seen.
+        done : str
+            What was done to them, for the log (``differenced``).
+        """
+        log.info("%s: %d of %d sources %s", self.class_alias, *counts, done)
+        for model in models:
+            setattr(model.meta.cal_step, self.class_alias, status_of(model))
+        return models
 
     def skip_input(self, result, reason):
         """Log why the step cannot run and mark every model ``SKIPPED``.

@@ -4,13 +4,8 @@
 inputs out, and back); every other module is a pure numpy/scipy kernel.
 """
 
+from nodcombine import lazy_attributes
+
 __all__ = ["OptimalExtract1dStep"]
 
-
-def __getattr__(name):
-    # the Step imports jwst, which is slow: the kernels load without it
-    if name == "OptimalExtract1dStep":
-        from nodcombine.extract_1d.step import OptimalExtract1dStep
-
-        return OptimalExtract1dStep
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, {"OptimalExtract1dStep": "nodcombine.extract_1d.step"})

@@ -4,13 +4,8 @@
 inputs out, and back); every other module is a pure numpy/scipy kernel.
 """
 
+from nodcombine import lazy_attributes
+
 __all__ = ["NodDiffStep"]
 
-
-def __getattr__(name):
-    # the Step imports jwst, which is slow: the kernels load without it
-    if name == "NodDiffStep":
-        from nodcombine.nod_diff.step import NodDiffStep
-
-        return NodDiffStep
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, {"NodDiffStep": "nodcombine.nod_diff.step"})

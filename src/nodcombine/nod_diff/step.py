@@ -17,7 +17,7 @@ from nodcombine.nod_diff.noddiff import (
     nod_difference,
 )
 from nodcombine.stepbase import NodcombineStep
-from nodcombine.visit import group_by_source, slits_of
+from nodcombine.visit import slits_of
 
 __all__ = ["NodDiffStep"]
 
@@ -69,20 +69,16 @@ class NodDiffStep(NodcombineStep):
             io.check_visit(container)
         except InputError as err:
             return self.skip_input(container, err)
-        groups, problems = group_by_source(container)
+        groups, problems = self.group_sources(container)
         for index, err in problems.items():
-            log.warning("SKIPPED %s", err)
             io.write_skipped(slits_of(container[index]), str(err))
         visit_labels = self._labels(io.exposure_positions(container, self.position_key))
         done = 0
         for g in groups:
             skip = partial(io.skip_group, g)
             done += bool(self.per_source(g.label, partial(self._difference, g, visit_labels), skip))
-        log.info("nod_diff: %d of %d sources differenced", done, len(groups))
-        for model in container:
-            # COMPLETE for an exposure with at least one differenced slit
-            model.meta.cal_step.nod_diff = io.exposure_status(model)
-        return container
+        # COMPLETE for an exposure with at least one differenced slit
+        return self.record_status(container, io.exposure_status, (done, len(groups)), "differenced")
 
     def default_suffix(self):
         """Suffix of the products: ``nod``."""

@@ -171,7 +171,7 @@ def _trace_record(ref):
     record = TraceFitRecord.from_tree(ref.slit.instance)
     if record is None or not record.fitted:
         status = None if record is None else record.status
-        raise ref.error("trace_fit", f"status is {status!r}; run trace_fit first")
+        raise ref.error(TraceFitRecord.KEY, f"status is {status!r}; run trace_fit first")
     return record
 
 

@@ -16,7 +16,6 @@ from nodcombine.rectify.nearest_bin import (
     wavelength_grid,
 )
 from nodcombine.stepbase import NodcombineStep
-from nodcombine.visit import group_by_source
 
 __all__ = ["RectifyStep"]
 
@@ -60,9 +59,7 @@ class RectifyStep(NodcombineStep):
             io.check_visit(container)
         except InputError as err:
             return self.skip_input(output, err)
-        groups, problems = group_by_source(container)
-        for err in problems.values():
-            log.warning("SKIPPED %s", err)
+        groups, _ = self.group_sources(container)
         io.append_slits(
             output, [self.per_source(g.label, partial(self._rectify, g)) for g in groups]
         )

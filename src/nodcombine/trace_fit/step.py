@@ -13,7 +13,7 @@ from nodcombine.trace_fit import io
 from nodcombine.trace_fit.family import force_best_profile
 from nodcombine.trace_fit.solution import TraceFitSettings
 from nodcombine.trace_fit.tracefit import fit_trace
-from nodcombine.visit import group_by_source, group_families
+from nodcombine.visit import group_families
 
 __all__ = ["TraceFitStep"]
 
@@ -69,18 +69,13 @@ class TraceFitStep(NodcombineStep):
             io.check_visit(container)
         except InputError as err:
             return self.skip_input(container, err)
-        groups, problems = group_by_source(container)
-        for err in problems.values():
-            log.warning("SKIPPED %s", err)
+        groups, _ = self.group_sources(container)
         fitted = sum(
             self.per_source(f[0].label, partial(self._fit_family, f), partial(io.skip_groups, f))
             or 0
             for f in group_families(groups)
         )
-        log.info("trace_fit: %d of %d sources fitted", fitted, len(groups))
-        for model in container:
-            model.meta.cal_step.trace_fit = io.exposure_status(model)
-        return container
+        return self.record_status(container, io.exposure_status, (fitted, len(groups)), "fitted")
 
     def default_suffix(self):
         """Suffix of the products: ``trace``."""
