@@ -23,7 +23,9 @@ CEERS = sorted((REPO.parent / "shared" / "data" / "ceers_933").glob("*.fits"))
 
 _CHILD = r"""
 import json, sys, time
-import jwst.datamodels, nodcombine.steps  # imports are not part of any timing
+import jwst.datamodels  # imports are not part of any timing
+import nodcombine.nod_diff.step, nodcombine.trace_fit.step
+import nodcombine.rectify.step, nodcombine.extract_1d.step
 from nodcombine.offline import configure_offline_crds
 configure_offline_crds(sys.argv[3])
 task, target = sys.argv[1], sys.argv[2]
@@ -38,14 +40,14 @@ elif task == "open":
 else:
     from nodcombine.nod_diff import step as nod_diff_step
     # time the per-source work (everything but opening) inside the same run
-    per_source = nod_diff_step.NodDiffStep._difference_group
+    per_source = nod_diff_step.NodDiffStep._difference
     def timed(self, *args):
         t = time.perf_counter()
         done = per_source(self, *args)
         work.append(time.perf_counter() - t)
         return done
     work = []
-    nod_diff_step.NodDiffStep._difference_group = timed
+    nod_diff_step.NodDiffStep._difference = timed
     container = nod_diff_step.NodDiffStep.call(target)
     n = sum(len(getattr(m, "slits", [m])) for m in container)
 elapsed = time.perf_counter() - t0
@@ -98,14 +100,17 @@ def real_data_table(crds):
     from stdatamodels.jwst import datamodels
 
     from nodcombine import NodDiffStep
-    from nodcombine import models as adapter
+    from nodcombine.nod_diff.io import outlier_pixels
+    from nodcombine.nodsource import read_nod_source
+    from nodcombine.visit import group_by_source
 
     print("\n2. Real CEERS 933 triplet (NIRSpec MOS PRISM, 3-shutter nod)")
     result = NodDiffStep.call([str(f) for f in CEERS])
-    groups, _ = adapter.group_by_source(list(result))
-    stack = adapter.stack_source(groups[0].members)
+    groups, _ = group_by_source(list(result))
+    source = read_nod_source(groups[0].members)
+    stack, trace_rows = source.stack, source.trace_rows
     rows = np.arange(stack.data.shape[1])[None, :, None]
-    away = np.all(np.abs(rows - stack.trace_rows[:, None, :]) > 3, axis=0)[None]
+    away = np.all(np.abs(rows - trace_rows[:, None, :]) > 3, axis=0)[None]
     with np.errstate(invalid="ignore"):
         z = stack.data / np.sqrt(sum(stack.variances.values()))
     zz = z[np.isfinite(z) & away]
@@ -124,7 +129,7 @@ def real_data_table(crds):
                 np.nanmedian(
                     [
                         np.interp(
-                            stack.trace_rows[e][c] + o,
+                            trace_rows[e][c] + o,
                             np.arange(diff.shape[0]),
                             diff[:, c],
                             left=np.nan,
@@ -143,12 +148,12 @@ def real_data_table(crds):
             near = np.abs(grid - predicted) <= 2.5
             weight = np.clip(-profile[near], 0, None)
             measured = np.sum(grid[near] * weight) / np.sum(weight)
-            wcs_sep = np.median(stack.trace_rows[f][cols] - stack.trace_rows[e][cols])
+            wcs_sep = np.median(trace_rows[f][cols] - trace_rows[e][cols])
             print(
                 f"  exposure {e + 1}: negative image of exposure {f + 1} at {measured:+6.2f} px;"
                 f" dither offsets predict {predicted:+6.2f}, WCS traces {wcs_sep:+6.2f}"
             )
-    outliers = sum(int(adapter.outlier_pixels(m).sum()) for m in result)
+    outliers = sum(int(outlier_pixels(m).sum()) for m in result)
     print(f"  cross-exposure outliers flagged: {outliers} pixels in 3 exposures")
 
 
