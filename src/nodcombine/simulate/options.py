@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from nodcombine.simulate.modes import check_nod_pattern
-from nodcombine.simulate.profiles import PSF_LAW, SourceProfile, profiles_per_slit
 
 __all__ = ["SlitSource", "VisitOptions", "as_per_slit"]
 
@@ -72,8 +71,6 @@ class SlitSource:
         Shutter (-1, 0 or +1 from the middle) stuck closed, MOS only.
     failed_open : bool
         Whether light from a failed-open shutter crosses the slit.
-    profile : SourceProfile
-        Family of the source's profile along the slit and its parameters.
     """
 
     index: int
@@ -83,7 +80,6 @@ class SlitSource:
     position_error_arcsec: float
     stuck_closed_shutter: int | None = None
     failed_open: bool = False
-    profile: SourceProfile = PSF_LAW
 
     @property
     def true_offset_arcsec(self):
@@ -115,8 +111,6 @@ class VisitOptions:
         Snowballs per slit and exposure.
     stuck_closed_shutter : int or None
         Stuck-closed shutter of slit 0, as given.
-    source_profile : tuple of SourceProfile
-        Profile family of each slit's source.
     """
 
     n_slits: int
@@ -137,7 +131,6 @@ class VisitOptions:
     stuck_closed_shutter: int | None
     failed_open: bool
     jitter_cutouts: bool
-    source_profile: tuple[SourceProfile, ...]
 
     @classmethod
     def build(cls, mode, **options):
@@ -149,7 +142,7 @@ class VisitOptions:
             Observing mode.
         **options
             Every field of `VisitOptions`, by name, as `simulate_nodded_visit`
-            received it (``source_profile`` may be left out: ``psf_law``).
+            received it.
 
         Returns
         -------
@@ -160,8 +153,7 @@ class VisitOptions:
         ------
         ValueError
             For several slits outside MOS, fewer than one exposure per position,
-            a nod pattern the mode has not, per-slit values of the wrong length,
-            or an unknown source profile (checked last).
+            a nod pattern the mode has not, or per-slit values of the wrong length.
         """
         n_slits = options["n_slits"]
         if mode.exp_type != "NRS_MSASPEC" and n_slits != 1:
@@ -190,7 +182,6 @@ class VisitOptions:
             stuck_closed_shutter=options["stuck_closed_shutter"],
             failed_open=bool(options["failed_open"]),
             jitter_cutouts=bool(options["jitter_cutouts"]),
-            source_profile=profiles_per_slit(options.get("source_profile", "psf_law"), n_slits),
         )
 
     def positions(self):
@@ -224,5 +215,4 @@ class VisitOptions:
             position_error_arcsec=self.position_error_arcsec[k],
             stuck_closed_shutter=self.stuck_closed_shutter if k == 0 else None,
             failed_open=self.failed_open and k == 0,
-            profile=self.source_profile[k],
         )
