@@ -99,18 +99,20 @@ def test_faint_source_degrades_gracefully(peak, snr_column):
             assert record["degree"] == 0
 
 
-def test_empty_slit_falls_back_and_says_so(caplog):
+def test_empty_slit_keeps_the_prediction_and_says_so(caplog):
     models, truth = simulate_nodded_visit(
         "nrs_msa_prism", n_slits=2, n_points=3, source_peak=[0.0, 1.0], seed=25
     )
-    with caplog.at_level(logging.WARNING, logger="nodcombine"):
+    with caplog.at_level(logging.INFO, logger="nodcombine"):
         result = TraceFitStep.call(NodDiffStep.call(models))
     empty, bright = result[0].slits[0], result[0].slits[1]
-    assert _record(empty)["status"] == "FALLBACK"
+    assert _record(empty)["status"] == "FIT" and _record(empty)["degree"] == -1
     assert _record(bright)["status"] == "FIT"
-    assert "predicted position and nominal width" in caplog.text
-    # the fallback is the WCS prediction, where the simulator put the (absent) source
+    assert "predicted centre (faint)" in caplog.text
+    # the centre is the WCS prediction, where the simulator put the (absent) source
     assert _centre_error(empty, truth.slits[0][0]) < 0.01
+    # and the width the prior's (0.08" intrinsic), not the bare PSF's
+    assert _record(empty)["source_sigma_arcsec"] == pytest.approx(0.08, abs=0.03)
 
 
 def test_forced_profile_from_prism_to_grating():

@@ -6,22 +6,8 @@ in the ASDF extension of the FITS file, so they survive save and open.  Each
 entry is written and read only through the frozen records below
 (``to_tree``/``from_tree``); no other module spells a key.
 
-==========================  ==================  ==========  ===========================
-key                         record              written by  read by
-==========================  ==================  ==========  ===========================
-``nod_diff_status``         `NodSlitRecord`     nod_diff    trace_fit, rectify
-``nod_position``            `NodSlitRecord`     nod_diff    trace_fit, rectify
-``nod_ref_var_*``           `NodSlitRecord`     nod_diff    trace_fit, rectify
-``nod_separation_pix``      `NodSlitRecord`     nod_diff    rectify
-``nod_geometry``            `SlitGeometry`      nod_diff    trace_fit, rectify
-``trace_fit_record``        `TraceFitRecord`    trace_fit   rectify (copies it to _s2d)
-``trace_fit_centre``        `TraceProfile`      trace_fit   users
-``trace_fit_centre_along``  `TraceProfile`      trace_fit   rectify
-``trace_fit_sigma``         `TraceProfile`      trace_fit   rectify
-``rectify_record``          `RectifyRecord`     rectify     optimal_extract_1d, figures
-``rectified_profile``       `RectifyRecord`     rectify     optimal_extract_1d
-``extract_1d_extras``       `ExtractionExtras`  optimal_*   users
-==========================  ==================  ==========  ===========================
+The table of every key (record, written by, read by) is in ``docs/architecture.md``;
+each record's docstring names its keys.
 
 Per-pixel arrays lie on the slit's own cutout, oriented like its ``data``;
 1-D arrays run along the cutout's dispersion pixels (detector x, or y for
@@ -205,9 +191,11 @@ class TraceFitRecord:
     Offsets are Legendre coefficients, in pixels along the slit, of the
     wavelength scaled to −1 … 1 over ``wave_range_um``; they add to the
     position the WCS predicts from ``source_ypos`` (MIRI LRS: the target's
-    RA/Dec).  The total width is the nominal PSF (`nodcombine.psf`) in
-    quadrature with ``source_sigma2_pix2``.  Errors are 1σ; NaN where a quantity
-    was not fitted.  A source without a fit has ``status == "SKIPPED"`` and its
+    RA/Dec).  The total width² is the nominal PSF's (`nodcombine.psf`) plus the
+    Legendre series ``width_coeffs_pix2`` of the same scaled wavelength (its
+    covariance flattened row by row in ``width_covariance_pix4``);
+    ``source_sigma2_pix2`` is its constant term.  Errors are 1σ; NaN where a
+    quantity was not fitted.  A source without a fit has ``status == "SKIPPED"`` and its
     reason in ``message``; every other field is then None.
     """
 
@@ -217,9 +205,13 @@ class TraceFitRecord:
     snr_column: float | None = None
     degree: int | None = None
     width_free: bool | None = None
+    width_degree: int | None = None
     offset_coeffs_pix: tuple | None = None
     offset_coeffs_err_pix: tuple | None = None
     wave_range_um: tuple | None = None
+    width_coeffs_pix2: tuple | None = None
+    width_coeffs_err_pix2: tuple | None = None
+    width_covariance_pix4: tuple | None = None
     source_sigma2_pix2: float | None = None
     source_sigma2_err_pix2: float | None = None
     source_sigma_pix: float | None = None

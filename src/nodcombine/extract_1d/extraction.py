@@ -21,7 +21,7 @@ __all__ = ["ExtractionSettings", "SourceExtraction", "extract_source"]
 
 @dataclass(frozen=True)
 class ExtractionSettings:
-    """How to extract (the step's parameters).
+    """How to extract: the step's parameters (their defaults live in the step's spec).
 
     Attributes
     ----------
@@ -38,11 +38,11 @@ class ExtractionSettings:
         Move the box onto the source.
     """
 
-    apply_pathloss: bool = True
-    window: float | None = None
-    clip_sigma: float = 5.0
-    aperture: object = None
-    use_source_posn: bool = True
+    apply_pathloss: bool
+    window: float | None
+    clip_sigma: float
+    aperture: object
+    use_source_posn: bool
 
 
 @dataclass(frozen=True)

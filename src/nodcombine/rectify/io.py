@@ -38,7 +38,7 @@ from nodcombine.errors import InputError
 from nodcombine.modelio import new_entry
 from nodcombine.nodsource import NodSource, read_nod_source
 from nodcombine.profile import pixel_fraction
-from nodcombine.psf import total_sigma_arcsec
+from nodcombine.rectify.nearest_bin import columns_on_grid
 from nodcombine.variances import VARIANCE_COMPONENTS
 
 __all__ = [
@@ -79,6 +79,8 @@ class RectifyInputs:
     half_height : int
         Half the cross-dispersion extent of the grid: the largest offset of a
         usable pixel from the trace, rounded up.
+    sigma_arcsec : numpy.ndarray, shape (n_exp, nx)
+        Fitted total width of the source image per exposure and grid column.
     """
 
     source: NodSource
@@ -90,6 +92,7 @@ class RectifyInputs:
     exposure_time: np.ndarray
     linear: bool
     half_height: int
+    sigma_arcsec: np.ndarray
 
     @property
     def pixel_scale(self):
@@ -157,6 +160,7 @@ def read_source(members):
         exposure_time=np.array([_exposure_time(ref) for ref in members]),
         linear=members[0].disperser not in _NATIVE_GRID_DISPERSERS,
         half_height=_half_height(offset, np.isfinite(data)),
+        sigma_arcsec=sigma[:, 0, :] * source.pixel_scale[:, None],
     )
 
 
@@ -283,11 +287,8 @@ def rectified_slit(inputs, image, *, weight_type):
         offset0_pix=float(image.offset[0]),
         nod_separation_pix=inputs.source.nod_separation,
         pixel_scale_arcsec=inputs.pixel_scale,
-        sigma_arcsec=total_sigma_arcsec(
-            first.instrument or "NIRSPEC",
-            image.wavelength,
-            inputs.record.source_sigma2_pix2,
-            inputs.pixel_scale,
+        sigma_arcsec=columns_on_grid(
+            image.wavelength, inputs.source.wavelengths, inputs.sigma_arcsec
         ),
         weight_type=weight_type,
         linear_grid=inputs.linear,

@@ -41,6 +41,7 @@ __all__ = [
     "WEIGHT_TYPES",
     "RectifiedImage",
     "bin_edges",
+    "columns_on_grid",
     "pixel_weights",
     "rectify",
     "wavelength_grid",
@@ -130,6 +131,33 @@ def wavelength_grid(wavelengths, *, linear):
     columns = counts > 0
     means = np.where(finite, wavelengths, 0.0).sum(axis=0)[columns] / counts[columns]
     return np.unique(means)
+
+
+def columns_on_grid(wave_grid, wavelengths, values):
+    """A quantity known per exposure and column, on a wavelength grid (mean over exposures).
+
+    Parameters
+    ----------
+    wave_grid : numpy.ndarray, shape (n_wave,)
+    wavelengths : numpy.ndarray, shape (n_exp, nx)
+        Wavelength of each exposure's columns; NaN where unknown.
+    values : numpy.ndarray, shape (n_exp, nx)
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_wave,)
+        Linear interpolation in each exposure (held constant beyond its ends),
+        averaged over the exposures.
+    """
+    out = []
+    for wave, value in zip(wavelengths, values, strict=True):
+        ok = np.isfinite(wave) & np.isfinite(value)
+        if ok.sum() >= 2:
+            order = np.argsort(wave[ok])
+            out.append(np.interp(wave_grid, wave[ok][order], value[ok][order]))
+    if not out:
+        return np.full(np.shape(wave_grid), np.nan)
+    return np.mean(out, axis=0)
 
 
 def bin_edges(centres):

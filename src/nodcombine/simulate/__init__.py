@@ -17,6 +17,8 @@ positions) and the WCS takes cutout pixel coordinates.
 
 Modules: `~nodcombine.simulate.modes` (the mode table and nod patterns),
 `~nodcombine.simulate.options` (a visit's validated options),
+`~nodcombine.simulate.profiles` and `~nodcombine.simulate.shapes` (the source's
+profile families along the slit),
 `~nodcombine.simulate.visit` (`simulate_nodded_visit`),
 `~nodcombine.simulate.window`, `~nodcombine.simulate.scene`,
 `~nodcombine.simulate.exposures` and `~nodcombine.simulate.cutouts` (one slit's
@@ -27,15 +29,18 @@ light, noise and cutouts), `~nodcombine.simulate.truth`,
 
 from nodcombine.simulate.files import write_association, write_visit
 from nodcombine.simulate.modes import MODES, SLIT_WIDTH_ARCSEC, InstrumentMode, nod_offsets
+from nodcombine.simulate.profiles import FAMILIES, SourceProfile
 from nodcombine.simulate.truth import NodTruth, SlitTruth
 from nodcombine.simulate.visit import simulate_nodded_visit
 
 __all__ = [
+    "FAMILIES",
     "MODES",
     "SLIT_WIDTH_ARCSEC",
     "InstrumentMode",
     "NodTruth",
     "SlitTruth",
+    "SourceProfile",
     "nod_offsets",
     "simulate_nodded_visit",
     "write_association",

@@ -89,6 +89,9 @@ def _slit_truth(mode, window, exposure, cutout, cosmic_rays):
         cosmic_rays=cosmic_rays[0],
         cosmic_ray_excess=cosmic_rays[1],
         stuck_closed=window.source.stuck_closed_shutter is not None,
+        profile=window.source.profile,
+        shape=window.shape.select(columns),
+        infinite_slit_flux=(window.amplitude * window.spectrum)[columns],
     )
 
 

@@ -11,7 +11,6 @@ import numpy as np
 from stdatamodels.jwst.datamodels import dqflags
 
 from nodcombine.simulate.cutouts import cut_out
-from nodcombine.simulate.scene import pixel_integrated_gaussian
 from nodcombine.simulate.window import build_window
 
 __all__ = ["Exposure", "expose", "inject_cosmic_rays", "noisy_exposure", "simulate_slit"]
@@ -164,7 +163,7 @@ def expose(mode, window, options, offset, rng):
         The exposure on the slit's window.
     """
     src_row = window.source_row(mode, offset)
-    profile = pixel_integrated_gaussian(window.rows, src_row[None, :], window.sigma_pix[None, :])
+    profile = window.shape.pixel_fractions(window.rows, src_row[None, :])
     source = window.amplitude * (window.spectrum * window.kept)[None, :] * profile
     scene = np.where(window.light, window.sky + source, 0.0)
     band = window.failed_band

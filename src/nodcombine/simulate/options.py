@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nodcombine.simulate.modes import check_nod_pattern
+from nodcombine.simulate.profiles import PSF_LAW, SourceProfile, profiles_per_slit
 
 __all__ = ["SlitSource", "VisitOptions", "as_per_slit"]
 
@@ -71,6 +72,8 @@ class SlitSource:
         Shutter (-1, 0 or +1 from the middle) stuck closed, MOS only.
     failed_open : bool
         Whether light from a failed-open shutter crosses the slit.
+    profile : SourceProfile
+        Family of the source's profile along the slit and its parameters.
     """
 
     index: int
@@ -80,6 +83,7 @@ class SlitSource:
     position_error_arcsec: float
     stuck_closed_shutter: int | None = None
     failed_open: bool = False
+    profile: SourceProfile = PSF_LAW
 
     @property
     def true_offset_arcsec(self):
@@ -111,6 +115,8 @@ class VisitOptions:
         Snowballs per slit and exposure.
     stuck_closed_shutter : int or None
         Stuck-closed shutter of slit 0, as given.
+    source_profile : tuple of SourceProfile
+        Profile family of each slit's source.
     """
 
     n_slits: int
@@ -131,6 +137,7 @@ class VisitOptions:
     stuck_closed_shutter: int | None
     failed_open: bool
     jitter_cutouts: bool
+    source_profile: tuple[SourceProfile, ...]
 
     @classmethod
     def build(cls, mode, **options):
@@ -142,7 +149,7 @@ class VisitOptions:
             Observing mode.
         **options
             Every field of `VisitOptions`, by name, as `simulate_nodded_visit`
-            received it.
+            received it (``source_profile`` may be left out: ``psf_law``).
 
         Returns
         -------
@@ -153,7 +160,8 @@ class VisitOptions:
         ------
         ValueError
             For several slits outside MOS, fewer than one exposure per position,
-            a nod pattern the mode has not, or per-slit values of the wrong length.
+            a nod pattern the mode has not, per-slit values of the wrong length,
+            or an unknown source profile (checked last).
         """
         n_slits = options["n_slits"]
         if mode.exp_type != "NRS_MSASPEC" and n_slits != 1:
@@ -182,6 +190,7 @@ class VisitOptions:
             stuck_closed_shutter=options["stuck_closed_shutter"],
             failed_open=bool(options["failed_open"]),
             jitter_cutouts=bool(options["jitter_cutouts"]),
+            source_profile=profiles_per_slit(options.get("source_profile", "psf_law"), n_slits),
         )
 
     def positions(self):
@@ -215,4 +224,5 @@ class VisitOptions:
             position_error_arcsec=self.position_error_arcsec[k],
             stuck_closed_shutter=self.stuck_closed_shutter if k == 0 else None,
             failed_open=self.failed_open and k == 0,
+            profile=self.source_profile[k],
         )

@@ -32,6 +32,7 @@ def simulate_nodded_visit(
     stuck_closed_shutter=None,
     failed_open=False,
     jitter_cutouts=False,
+    source_profile="psf_law",
     seed=0,
 ):
     """Simulate the ``_cal`` exposures of one nodded visit.
@@ -56,7 +57,8 @@ def simulate_nodded_visit(
         arcsec, per slit.
     source_sigma_arcsec : float or sequence of float
         Intrinsic Gaussian sigma of the source along the slit, arcsec (0 for a
-        point source), per slit.
+        point source), per slit: the ``s`` of the PSF law
+        ``σ(λ)² = σ_PSF(λ)² + s²`` that ``source_profile`` families anchor on.
     position_error_arcsec : float or sequence of float
         True minus planned source position along the slit, arcsec, per slit:
         the source sits at ``source_offset_arcsec + position_error_arcsec``
@@ -71,9 +73,11 @@ def simulate_nodded_visit(
         Planned (and true) source position across the slit, in slit widths from
         its middle (jwst's ``source_xpos``), the same for every slit.
     slit_loss : bool
-        Remove the light a Gaussian image of the source's width, at
-        ``source_xpos``, loses outside the slit's open width (`SLIT_WIDTH_ARCSEC`),
-        integrated numerically; the truth keeps the flux before the loss.
+        Remove the light an image of the source, at ``source_xpos``, loses
+        outside the slit's open width (`SLIT_WIDTH_ARCSEC`); the image is
+        separable with the along-slit profile also across the slit (Gaussian
+        families integrated numerically, the others by their distribution
+        function).  The truth keeps the flux before the loss as ``total_flux``.
     emission_lines : bool
         Add three emission lines to the continuum.
     sky_scale : float
@@ -93,6 +97,15 @@ def simulate_nodded_visit(
         ``MSA_FAILED_OPEN`` in DQ one row short of its full extent.
     jitter_cutouts : bool
         Shift each exposure's cutout by up to one pixel, as real cutouts differ.
+    source_profile : str, SourceProfile, or a list or tuple of them
+        Family of the source's profile along the slit, per slit (one for all
+        slits, or one per slit): ``psf_law`` (a Gaussian following the width
+        law the trace fit assumes; the default, bit for bit what the simulator
+        always drew), ``constant``, ``steep``, ``moffat``, ``core_halo`` or
+        ``asymmetric``, by name with default parameters or as a `SourceProfile`
+        (see `nodcombine.simulate.profiles` for the formulas).  Every profile is
+        integrated analytically over the pixels and has unit integral over an
+        infinite slit; its centre is its mean.
     seed : int
         Seed for `numpy.random.default_rng`.
 
@@ -101,7 +114,7 @@ def simulate_nodded_visit(
     models : list of DataModel
         One model per exposure, in exposure order.
     truth : NodTruth
-        What was simulated.
+        What was simulated (`SlitTruth` defines its fluxes, centre and width).
     """
     mode = MODES[mode] if isinstance(mode, str) else mode
     options = VisitOptions.build(
@@ -124,6 +137,7 @@ def simulate_nodded_visit(
         stuck_closed_shutter=stuck_closed_shutter,
         failed_open=failed_open,
         jitter_cutouts=jitter_cutouts,
+        source_profile=source_profile,
     )
     rng = np.random.default_rng(seed)
     positions = options.positions()

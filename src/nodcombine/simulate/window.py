@@ -1,7 +1,7 @@
 """What every exposure of one simulated slit shares: the slit's window.
 
 `build_window` lays out one slit (trace, illumination, sky, source spectrum and
-width) once; the exposures then only move the source along the slit and draw
+profile shape) once; the exposures then only move the source along the slit and draw
 their own noise (`nodcombine.simulate.exposures`).
 """
 
@@ -12,17 +12,15 @@ import numpy as np
 from nodcombine.simulate.options import SlitSource
 from nodcombine.simulate.scene import (
     PAD,
-    pixel_integrated_gaussian,
     sky_image,
-    slit_fraction,
     slit_geometry,
     slit_illumination,
-    source_sigma_pix,
     source_spectrum,
     trace_polynomial,
     trace_wobble,
     window_wavelengths,
 )
+from nodcombine.simulate.shapes import ProfileShape
 
 __all__ = ["SlitWindow", "build_window"]
 
@@ -49,12 +47,17 @@ class SlitWindow:
         Sky, MJy/sr.
     sky_red : float
         Sky at the red end, MJy/sr.
+    shape : ProfileShape
+        The source's profile along the slit at each column, pixels.
     sigma_pix : numpy.ndarray, shape (n_cols,)
-        Gaussian sigma of the source image, pixels.
+        Its second-moment width (the sigma of a Gaussian family), pixels.
     spectrum : numpy.ndarray, shape (n_cols,)
         Source spectrum, 1 at mid-band.
     amplitude : float
-        Scale making the continuum peak ``source.peak`` MJy/sr at mid-band.
+        Scale making the continuum ``source.peak`` MJy/sr at mid-band in the
+        pixel centred on the source (before slit loss): the source's total
+        flux along an infinite slit at each column is ``amplitude * spectrum``,
+        in MJy/sr times pixels.
     kept : numpy.ndarray or float
         Fraction of the light inside the slit's width (1.0 without slit loss).
     wobble : numpy.ndarray or float
@@ -75,6 +78,7 @@ class SlitWindow:
     light: np.ndarray
     sky: np.ndarray
     sky_red: float
+    shape: ProfileShape
     sigma_pix: np.ndarray
     spectrum: np.ndarray
     amplitude: float
@@ -113,10 +117,10 @@ def _centre_trace(mode, centre_row):
     return mid_row, (c0 - c1 * PAD + c2 * PAD**2, c1 - 2 * c2 * PAD, c2)
 
 
-def _source_scale(mode, sigma_pix, spectrum, peak):
-    """Amplitude making the source's brightest pixel ``peak`` at mid-band."""
+def _source_scale(mode, shape, spectrum, peak):
+    """Amplitude making the pixel centred on the source ``peak`` at mid-band."""
     mid = (mode.n_dispersion + 2 * PAD) // 2
-    peak_fraction = pixel_integrated_gaussian(np.array([0.0]), 0.0, sigma_pix[mid])[0]
+    peak_fraction = shape.select(mid).pixel_fractions(np.array([0.0]), 0.0)[0]
     return peak / (spectrum[mid] * peak_fraction)
 
 
@@ -148,11 +152,11 @@ def build_window(mode, source, options, n_exposures, rng):
     mid_row, trace = _centre_trace(mode, centre_row)
     illuminated, bar, light = slit_illumination(mode, mid_row, rows, source.stuck_closed_shutter)
     sky, sky_red = sky_image(mode, wave, options.sky_scale, rows.size)
-    sigma_pix = source_sigma_pix(mode, wave, source.sigma_arcsec)
+    shape = source.profile.shape(mode, wave, source.sigma_arcsec)
     spectrum = source_spectrum(wave, options.emission_lines, rng)
     kept = 1.0
     if options.slit_loss:
-        kept = slit_fraction(mode, sigma_pix * mode.pixel_scale, options.source_xpos)
+        kept = shape.across_slit_fraction(mode, options.source_xpos)
     failed_band = None
     if source.failed_open:
         r0 = round(centre_row) + 6
@@ -168,9 +172,10 @@ def build_window(mode, source, options, n_exposures, rng):
         light=light,
         sky=sky,
         sky_red=sky_red,
-        sigma_pix=sigma_pix,
+        shape=shape,
+        sigma_pix=shape.width(),
         spectrum=spectrum,
-        amplitude=_source_scale(mode, sigma_pix, spectrum, source.peak),
+        amplitude=_source_scale(mode, shape, spectrum, source.peak),
         kept=kept,
         wobble=trace_wobble(wave, options.trace_wobble_pix),
         failed_band=failed_band,

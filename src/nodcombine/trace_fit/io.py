@@ -70,6 +70,7 @@ class TraceInputs:
             "wavelength": source.wavelengths,
             "sigma_psf": self.sigma_psf,
             "usable": source.usable,
+            "pixel_scale": self.pixel_scale,
         }
 
 
@@ -140,9 +141,13 @@ def fit_record(solution, pixel_scale, forced_from=""):
         snr_column=float(solution.snr_column),
         degree=int(solution.degree),
         width_free=bool(solution.width_free),
-        offset_coeffs_pix=tuple(float(c) for c in solution.coeffs),
-        offset_coeffs_err_pix=tuple(float(c) for c in solution.coeffs_err),
-        wave_range_um=tuple(float(w) for w in solution.wave_range),
+        width_degree=int(solution.width_degree),
+        offset_coeffs_pix=_floats(solution.coeffs),
+        offset_coeffs_err_pix=_floats(solution.coeffs_err),
+        wave_range_um=_floats(solution.wave_range),
+        width_coeffs_pix2=_floats(solution.width_coeffs),
+        width_coeffs_err_pix2=_floats(solution.width_coeffs_err),
+        width_covariance_pix4=_floats(np.ravel(solution.width_covariance)),
         source_sigma2_pix2=float(solution.source_sigma2),
         source_sigma2_err_pix2=float(s2_err),
         source_sigma_pix=sigma,
@@ -154,6 +159,10 @@ def fit_record(solution, pixel_scale, forced_from=""):
         n_clipped=int(solution.clipped.sum()),
         forced_from=forced_from,
     )
+
+
+def _floats(values):
+    return tuple(float(v) for v in values)
 
 
 def write_source(inputs, solution, *, forced_from=""):

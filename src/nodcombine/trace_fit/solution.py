@@ -20,11 +20,20 @@ class TraceFitSettings:
     Attributes
     ----------
     min_snr : float
-        Below this S/N the predicted position and nominal width are kept.
+        Below this S/N the centre stays at the predicted position (the width is
+        still fitted, held by its prior).
     width_snr : float
-        From this S/N the source width is fitted.
+        From this S/N the width may vary with wavelength (a polynomial of
+        degree up to ``max_width_degree`` in s², the degree chosen by the BIC).
     degree_snr : tuple of float
-        S/N from which each further degree of the offset polynomial is fitted.
+        S/N from which each further degree of the offset polynomial may be
+        chosen (by the BIC).
+    max_width_degree : int
+        Highest degree of the source width² polynomial in wavelength.
+    width_prior_arcsec, width_prior_sigma_arcsec : float
+        Gaussian prior on the intrinsic source width (sigma) of a compact
+        source and its spread, arcsec; it holds the width of faint sources
+        (no switch to the bare PSF) and fades as the S/N grows.
     max_offset : float
         Bound on every offset coefficient; also limited to 0.45 of the
         smallest nod throw so the profile cannot jump onto another image.
@@ -48,6 +57,9 @@ class TraceFitSettings:
     min_snr: float = 10.0
     width_snr: float = 20.0
     degree_snr: tuple = (40.0, 80.0)
+    max_width_degree: int = 2
+    width_prior_arcsec: float = 0.08
+    width_prior_sigma_arcsec: float = 0.08
     max_offset: float = 3.0
     centre_prior: float = 1.5
     shape_prior: float = 0.5
@@ -66,6 +78,7 @@ class TraceFitSettings:
             "huber_scale",
             "clip_sigma",
             "block_snr",
+            "width_prior_sigma_arcsec",
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -86,22 +99,20 @@ class ForcedProfile:
     wave_range : tuple of float
         Wavelengths (micron) mapped to ``t = −1, 1`` when they were fitted;
         wavelengths outside are clipped to it.
-    source_sigma2 : float
-        Intrinsic width squared, pixels².
+    width_coeffs : numpy.ndarray
+        Legendre coefficients of the intrinsic width² in wavelength, pixels².
     label : str
         Where the profile comes from, for the log.
-    coeffs_err : numpy.ndarray, optional
-        Errors of ``coeffs``, carried into the solution.
-    source_sigma2_err : float, optional
-        Error of ``source_sigma2``.
+    coeffs_err, width_coeffs_err : numpy.ndarray, optional
+        Errors of ``coeffs`` and ``width_coeffs``, carried into the solution.
     """
 
     coeffs: np.ndarray
     wave_range: tuple
-    source_sigma2: float
+    width_coeffs: np.ndarray
     label: str = ""
     coeffs_err: np.ndarray | None = None
-    source_sigma2_err: float = np.nan
+    width_coeffs_err: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,17 +128,20 @@ class TraceSolution:
     snr, snr_column : float
         S/N of the source's total flux, and the median S/N per column.
     degree : int
-        Degree of the offset polynomial.
-    width_free : bool
-        Whether the source width was fitted.
+        Degree of the offset polynomial (-1: the predicted centre was kept).
+    width_degree : int
+        Degree of the source width² polynomial in wavelength (-1: not fitted).
     coeffs, coeffs_err : numpy.ndarray, shape (degree + 1,)
         Legendre coefficients of the offset from the predicted position, pixels,
         and their 1σ errors (NaN when not fitted), from the Gauss–Newton
         covariance scaled by ``sqrt(max(1, chi2/dof))``.
     wave_range : tuple of float
         Wavelengths (micron) mapped to ``t = −1, 1``.
-    source_sigma2, source_sigma2_err : float
-        Intrinsic width squared (pixels²) and its error.
+    width_coeffs, width_coeffs_err : numpy.ndarray, shape (width_degree + 1,)
+        Legendre coefficients of the intrinsic width² ``s²(t)`` (pixels²), the
+        total width being ``σ² = σ_PSF² + s²``, and their 1σ errors.
+    width_covariance : numpy.ndarray, shape (width_degree + 1, width_degree + 1)
+        Their covariance (for the width's error at each wavelength).
     chi2 : float
         χ² of the final fit (no Huber down-weighting).
     dof : int
@@ -151,12 +165,13 @@ class TraceSolution:
     snr: float
     snr_column: float
     degree: int
-    width_free: bool
+    width_degree: int
     coeffs: np.ndarray
     coeffs_err: np.ndarray
     wave_range: tuple
-    source_sigma2: float
-    source_sigma2_err: float
+    width_coeffs: np.ndarray
+    width_coeffs_err: np.ndarray
+    width_covariance: np.ndarray
     chi2: float
     dof: int
     centre: np.ndarray
@@ -166,6 +181,21 @@ class TraceSolution:
     profile: np.ndarray
     model: np.ndarray
     clipped: np.ndarray
+
+    @property
+    def width_free(self):
+        """Whether the source width was fitted."""
+        return self.width_degree >= 0
+
+    @property
+    def source_sigma2(self):
+        """Intrinsic width², pixels²: the mean of ``s²(t)`` over the band (its constant term)."""
+        return float(self.width_coeffs[0])
+
+    @property
+    def source_sigma2_err(self):
+        """Error of `source_sigma2`."""
+        return float(self.width_coeffs_err[0])
 
     @property
     def source_sigma(self):
@@ -208,8 +238,8 @@ def transfer_profile(solution, *, scale_ratio, label=""):
     return ForcedProfile(
         coeffs=np.asarray(solution.coeffs, dtype=float) * scale_ratio,
         wave_range=solution.wave_range,
-        source_sigma2=float(solution.source_sigma2) * scale_ratio**2,
+        width_coeffs=np.asarray(solution.width_coeffs, dtype=float) * scale_ratio**2,
         label=label,
         coeffs_err=np.asarray(solution.coeffs_err, dtype=float) * scale_ratio,
-        source_sigma2_err=float(solution.source_sigma2_err) * scale_ratio**2,
+        width_coeffs_err=np.asarray(solution.width_coeffs_err, dtype=float) * scale_ratio**2,
     )

@@ -45,6 +45,9 @@ class TraceFitStep(NodcombineStep):
     max_source_sigma = float(default={_DEFAULTS.max_source_sigma}, min=0.1)  # pixels: upper bound of the intrinsic source width (Gaussian sigma)
     huber_scale = float(default={_DEFAULTS.huber_scale}, min=0.5)  # residual (sigma) beyond which the loss grows linearly
     clip_sigma = float(default={_DEFAULTS.clip_sigma}, min=2)  # residual (sigma) beyond which a pixel is rejected before refitting
+    max_width_degree = integer(default={_DEFAULTS.max_width_degree}, min=0, max=3)  # highest degree in wavelength of the source width² polynomial (the BIC chooses up to it)
+    width_prior_arcsec = float(default={_DEFAULTS.width_prior_arcsec}, min=0)  # arcsec: intrinsic width (sigma) a compact source is expected to have: the prior that holds faint sources' widths
+    width_prior_sigma_arcsec = float(default={_DEFAULTS.width_prior_sigma_arcsec}, min=0.001)  # arcsec: spread of that prior
     block_snr = float(default={_DEFAULTS.block_snr}, min=0.1)  # S/N per exposure a flux block reaches: faint spectra share fluxes over neighbouring columns while the profile is fitted
     fit_iterations = integer(default={_DEFAULTS.iterations}, min=1)  # rounds of fitting and rejection
     force_profile = boolean(default=True)  # a source seen with several dispersers gets the centre and width of its highest-S/N fit

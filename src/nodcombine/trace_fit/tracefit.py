@@ -44,18 +44,16 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.polynomial import legendre
-from scipy.optimize import least_squares
 
 from nodcombine.trace_fit.likelihood import evaluate_profile
+from nodcombine.trace_fit.modelfit import choose_model, fit_limit
+from nodcombine.trace_fit.profilemodel import ProfileModel, centre_and_width2, total_sigma2
 from nodcombine.trace_fit.solution import TraceFitSettings, TraceSolution
 from nodcombine.trace_fit.tracemodel import (
-    ProfileModel,
     ProfileObjective,
     difference_model,
-    outlying_entries,
     prepare_trace,
     profile_only,
-    residual_spread,
     without_entries,
 )
 
@@ -67,7 +65,6 @@ _SCAN_STEP = 0.25  # pixels between trial offsets of the initial scan
 _SCAN_WIDTHS = (0.0, 1.0, 2.0, 3.0)  # pixels: intrinsic widths tried at the best offset
 _SCAN_REFINE = 1.0  # pixels: offsets rescanned around the best one at the best width
 _MIN_BLOCKS = 12  # flux blocks kept at least, so the offset polynomial stays constrained
-_MAX_CLIPPED = 0.03  # a model that needs more pixels rejected than this does not fit
 
 
 def fit_trace(
@@ -82,6 +79,7 @@ def fit_trace(
     usable=None,
     settings=None,
     forced=None,
+    pixel_scale=None,
 ):
     """Fit the spatial profile of one source jointly over its nod differences.
 
@@ -111,6 +109,9 @@ def fit_trace(
         Thresholds, priors and bounds.
     forced : ForcedProfile, optional
         Use this centre and width instead of fitting them.
+    pixel_scale : float, optional
+        Arcsec per pixel along the slit: puts the prior on the source width
+        (``settings.width_prior_arcsec``) in pixels; without it, no prior.
 
     Returns
     -------
@@ -129,23 +130,31 @@ def fit_trace(
     )
     if forced is not None:
         return _forced_solution(geom, cdata, forced)
+    prior = _width_prior(settings, pixel_scale)
     start, snr, snr_column, columns = _scan(geom, cdata, settings)
-    if not snr >= settings.min_snr:
-        reason = f"S/N {snr:.1f} < min_snr {settings.min_snr:g}"
-        return _fallback(geom, cdata, snr, snr_column, reason)
     geom = replace(geom, blocks=_flux_blocks(columns, cdata, settings))
-    for model in _candidate_models(snr, settings):
-        fitted = _fit_model(geom, cdata, model, start, settings)
-        if fitted is not None:
-            return _fitted_solution(geom, cdata, model, fitted, snr, snr_column)
-    limit = _limit(geom, settings)
+    # below min_snr the centre stays where the WCS puts it; the width is always
+    # fitted, held by its prior when the data say little (no switch to the PSF)
+    base = ProfileModel(0 if snr >= settings.min_snr else -1, 0, width_prior=prior)
+    chosen = choose_model(geom, cdata, base, start, snr, settings)
+    if chosen is not None:
+        return _fitted_solution(geom, cdata, *chosen, snr, snr_column)
+    limit = fit_limit(geom, settings)
     reason = f"S/N {snr:.1f} but no fit converged inside the bounds (offsets ±{limit:.2f} px)"
-    return _fallback(geom, cdata, snr, snr_column, reason)
+    return _fallback(geom, cdata, snr, snr_column, reason, prior)
 
 
-def _limit(geom, settings):
-    """Bound on the offset coefficients: ``max_offset``, and short of the next image."""
-    return min(settings.max_offset, 0.45 * geom.offset_limit)
+def _width_prior(settings, pixel_scale):
+    """Prior (centre, width) on the constant term of s², pixels²; None without a pixel scale.
+
+    The prior on the intrinsic sigma ``s`` (``width_prior_arcsec`` ±
+    ``width_prior_sigma_arcsec``) is carried to ``s²`` linearly about its centre.
+    """
+    if pixel_scale is None or not np.isfinite(pixel_scale) or pixel_scale <= 0:
+        return None
+    centre = settings.width_prior_arcsec / pixel_scale
+    spread = settings.width_prior_sigma_arcsec / pixel_scale
+    return centre**2, max(2.0 * centre * spread, spread**2)
 
 
 def _scan(geom, cdata, settings):
@@ -155,12 +164,12 @@ def _scan(geom, cdata, settings):
     offset (an extended source measured with a point-source profile would look
     fainter than it is), then the offsets within a pixel again at the best width.
     """
-    limit = _limit(geom, settings)
+    limit = fit_limit(geom, settings)
     offsets = np.arange(-limit, limit + 1e-9, _SCAN_STEP)
     widths2 = [w**2 for w in _SCAN_WIDTHS if w <= settings.max_source_sigma]
 
     def scanned(offset, s2):
-        objective = ProfileObjective(geom, cdata, ProfileModel(0, False, s2), settings)
+        objective = ProfileObjective(geom, cdata, ProfileModel(0, -1, s2), settings)
         return objective.value(np.array([offset]))
 
     def chi2(offset, s2):
@@ -225,72 +234,6 @@ def _flux_blocks(columns, cdata, settings):
     return np.unique(blocks, return_inverse=True)[1]
 
 
-def _candidate_models(snr, settings):
-    """Models to try, richest first, as the S/N allows.
-
-    A width that runs to a bound usually compensates for something else, so the
-    first retry keeps the trace shape and fixes the width; lower degrees follow.
-    """
-    degree = int(np.sum(snr >= np.asarray(settings.degree_snr)))
-    models = [ProfileModel(degree, True)] if snr >= settings.width_snr else []
-    return models + [ProfileModel(d, False) for d in range(degree, -1, -1)]
-
-
-def _fit_model(geom, cdata, model, start, settings):
-    """Fit one model with rejection rounds; None if it reaches a bound or clips too much."""
-    limit = _limit(geom, settings)
-    min_s2 = -0.5 * float(np.min(geom.sigma_psf)) ** 2
-    lower = [-limit] * (model.degree + 1) + ([min_s2] if model.width_free else [])
-    upper = [limit] * (model.degree + 1) + (
-        [settings.max_source_sigma**2] if model.width_free else []
-    )
-    theta = np.zeros(len(model.names))
-    theta[0] = np.clip(start[0], -0.9 * limit, 0.9 * limit)
-    if model.width_free:
-        theta[-1] = np.clip(start[1], 0.9 * min_s2, 0.9 * upper[-1])
-    clipped = np.zeros(cdata.active.shape, dtype=bool)
-    for _ in range(settings.iterations):
-        data = without_entries(cdata, clipped)
-        objective = ProfileObjective(geom, data, model, settings)
-        # residuals of an exposure are whitened against the pixel's sky: their
-        # std is sqrt(1 - w/W) (0.71 for A-B), so scale the Huber corner to σ.
-        # With flux blocks the residuals also hold the spectrum's structure
-        # inside a block, which a robust loss would take for outliers: the
-        # rejection below (on per-column residuals) then does that job alone.
-        spread = residual_spread(data)
-        result = least_squares(
-            objective.residuals,
-            theta,
-            jac=objective.jacobian,
-            bounds=(lower, upper),
-            loss="huber" if geom.blocks is None else "linear",
-            f_scale=settings.huber_scale * float(np.median(spread[data.active])),
-            x_scale="jac",
-        )
-        theta = result.x
-        if result.status <= 0 or np.any(result.active_mask != 0):
-            # a profile held at a bound would otherwise reject the pixels it
-            # cannot reach and creep back inside
-            log.debug("model %s rejected: status %d, at bound", model.names, result.status)
-            return None
-        residual_image = np.zeros(cdata.active.shape)
-        residual_image[data.active] = objective.column_residuals(theta)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            normalised = np.where(data.active, residual_image / spread, 0.0)
-        new = clipped | outlying_entries(normalised, settings.clip_sigma)
-        if np.array_equal(new, clipped):
-            break
-        clipped = new
-    if clipped.sum() > _MAX_CLIPPED * cdata.n_entries:
-        log.debug("model %s rejected: %d pixels clipped", model.names, clipped.sum())
-        return None
-    jac = objective.jacobian(theta)
-    errors = np.sqrt(np.diag(np.linalg.pinv(jac.T @ jac)))
-    # the pixels left out of the fit that gave these numbers
-    used = ~data.active & cdata.active
-    return theta, errors, used
-
-
 @dataclass(frozen=True)
 class _Outcome:
     """What a fit (or a fixed profile) leaves for the solution."""
@@ -300,17 +243,18 @@ class _Outcome:
     model: ProfileModel
     coeffs: np.ndarray
     coeffs_err: np.ndarray
-    source_sigma2: float
-    source_sigma2_err: float
+    width_coeffs: np.ndarray
+    width_coeffs_err: np.ndarray
+    width_covariance: np.ndarray
     clipped: np.ndarray
 
 
 def _fixed_profile(geom, cdata, centre, s2, outcome, snr=None, snr_column=None):
-    """Evaluate a profile with fixed centre (n, nx) and width; build the solution.
+    """Evaluate a profile with fixed centre and source width² (n, nx); build the solution.
 
     Without ``snr`` the S/N is measured with this profile.
     """
-    sigma2 = geom.sigma_psf**2 + s2
+    sigma2, _ = total_sigma2(geom.sigma_psf, s2)
     profile = profile_only(geom, centre, sigma2)
     data = without_entries(cdata, outcome.clipped)
     evaluation = evaluate_profile(data, profile)
@@ -330,12 +274,13 @@ def _fixed_profile(geom, cdata, centre, s2, outcome, snr=None, snr_column=None):
         snr=snr,
         snr_column=snr_column,
         degree=outcome.model.degree,
-        width_free=outcome.model.width_free,
+        width_degree=outcome.model.width_degree,
         coeffs=np.asarray(outcome.coeffs, dtype=float),
         coeffs_err=np.asarray(outcome.coeffs_err, dtype=float) * inflation,
         wave_range=geom.wave_range,
-        source_sigma2=float(s2),
-        source_sigma2_err=float(outcome.source_sigma2_err) * inflation,
+        width_coeffs=np.asarray(outcome.width_coeffs, dtype=float),
+        width_coeffs_err=np.asarray(outcome.width_coeffs_err, dtype=float) * inflation,
+        width_covariance=np.asarray(outcome.width_covariance, dtype=float) * inflation**2,
         chi2=chi2,
         dof=int(dof),
         centre=np.where(geom.known, centre, np.nan),
@@ -348,33 +293,43 @@ def _fixed_profile(geom, cdata, centre, s2, outcome, snr=None, snr_column=None):
     )
 
 
-def _fitted_solution(geom, cdata, model, fitted, snr, snr_column):
-    theta, errors, clipped = fitted
-    coeffs, s2 = model.split(theta)
-    message = f"S/N {snr:.1f}: offset degree {model.degree}, " + (
-        "width fitted" if model.width_free else "nominal width"
-    )
+def _describe(model, snr):
+    """The chosen model in words, for the log and the record."""
+    centre = f"offset degree {model.degree}" if model.degree >= 0 else "predicted centre (faint)"
+    width = f"width² degree {model.width_degree}"
+    prior = ", width prior" if model.width_prior is not None else ""
+    return f"S/N {snr:.1f}: {centre}, {width}{prior}"
+
+
+def _fitted_solution(geom, cdata, model, theta, errors, covariance, clipped, snr, snr_column):
+    coeffs, widths = model.split(theta)
+    n = model.n_offset
     outcome = _Outcome(
         "FIT",
-        message,
+        _describe(model, snr),
         model,
         coeffs,
-        errors[: model.degree + 1],
-        s2,
-        errors[-1] if model.width_free else np.nan,
+        errors[:n],
+        widths,
+        errors[n:],
+        covariance[n:, n:],
         clipped,
     )
-    centre = legendre.legvander(geom.t, model.degree) @ coeffs
+    centre, s2 = centre_and_width2(geom.t, model, theta)
     return _fixed_profile(geom, cdata, centre, s2, outcome, snr, snr_column)
 
 
-def _fallback(geom, cdata, snr, snr_column, reason):
-    message = f"{reason}: predicted position and nominal width"
+def _fallback(geom, cdata, snr, snr_column, reason, prior):
+    """Predicted centre and the prior's width (the nominal PSF's without a prior)."""
+    s2 = prior[0] if prior is not None else 0.0
+    message = f"{reason}: predicted position, {'prior' if prior else 'nominal'} width"
     none = np.zeros(cdata.active.shape, dtype=bool)
+    model = ProfileModel(-1, -1, s2)
     outcome = _Outcome(
-        "FALLBACK", message, ProfileModel(0, False), [0.0], [np.nan], 0.0, np.nan, none
+        "FALLBACK", message, model, [], [], [s2], [np.nan], np.full((1, 1), np.nan), none
     )
-    return _fixed_profile(geom, cdata, np.zeros_like(geom.t), 0.0, outcome, snr, snr_column)
+    zeros = np.zeros_like(geom.t)
+    return _fixed_profile(geom, cdata, zeros, zeros + s2, outcome, snr, snr_column)
 
 
 def _forced_solution(geom, cdata, forced):
@@ -382,11 +337,25 @@ def _forced_solution(geom, cdata, forced):
     wave = (geom.t + 1.0) / 2.0 * (geom.wave_range[1] - geom.wave_range[0]) + geom.wave_range[0]
     t = np.clip(2.0 * (wave - lo) / max(hi - lo, 1e-12) - 1.0, -1.0, 1.0)
     coeffs = np.asarray(forced.coeffs, dtype=float)
-    centre = legendre.legval(t, coeffs)
-    s2 = max(float(forced.source_sigma2), -0.5 * float(np.min(geom.sigma_psf)) ** 2)
-    model = ProfileModel(coeffs.size - 1, False, s2)
+    widths = np.asarray(forced.width_coeffs, dtype=float)
+    centre = legendre.legval(t, coeffs) if coeffs.size else np.zeros_like(t)
+    s2 = legendre.legval(t, widths)
+    model = ProfileModel(coeffs.size - 1, widths.size - 1)
     none = np.zeros(cdata.active.shape, dtype=bool)
     message = f"centre and width forced from {forced.label or 'another fit'}"
     errors = np.full(coeffs.size, np.nan) if forced.coeffs_err is None else forced.coeffs_err
-    outcome = _Outcome("FORCED", message, model, coeffs, errors, s2, forced.source_sigma2_err, none)
+    width_errors = (
+        np.full(widths.size, np.nan) if forced.width_coeffs_err is None else forced.width_coeffs_err
+    )
+    outcome = _Outcome(
+        "FORCED",
+        message,
+        model,
+        coeffs,
+        errors,
+        widths,
+        width_errors,
+        np.diag(np.asarray(width_errors, dtype=float) ** 2),
+        none,
+    )
     return _fixed_profile(geom, cdata, centre, s2, outcome)

@@ -9,7 +9,7 @@ fitted profile back into a model of the nod differences.
 """
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.polynomial import legendre
@@ -22,9 +22,9 @@ from nodcombine.trace_fit.likelihood import (
     evaluate_profile,
     sky_free_exposures,
 )
+from nodcombine.trace_fit.profilemodel import total_sigma2
 
 __all__ = [
-    "ProfileModel",
     "ProfileObjective",
     "TraceGeometry",
     "closed_pixels",
@@ -60,25 +60,6 @@ class TraceGeometry:
     blocks: np.ndarray | None = None  # (nx,) flux block of each column; None: one each
 
 
-@dataclass(frozen=True)
-class ProfileModel:
-    """Which parameters are free: offset degree, source width, fixed width."""
-
-    degree: int
-    width_free: bool
-    fixed_sigma2: float = 0.0
-    names: tuple = field(init=False)
-
-    def __post_init__(self):
-        names = tuple(f"a{k}" for k in range(self.degree + 1))
-        object.__setattr__(self, "names", names + (("s2",) if self.width_free else ()))
-
-    def split(self, theta):
-        """Offset coefficients and source width² of a parameter vector."""
-        coeffs = np.asarray(theta[: self.degree + 1])
-        return coeffs, (theta[-1] if self.width_free else self.fixed_sigma2)
-
-
 def profile_images(geom, centre, sigma2):
     """Profiles and derivatives for per-exposure centre (n, nx) and width² (n, nx)."""
     sigma = np.sqrt(sigma2)
@@ -95,25 +76,52 @@ class ProfileObjective:
 
     def __init__(self, geom, data, model, settings):
         self.geom, self.data, self.model = geom, data, model
-        self.basis = legendre.legvander(geom.t, model.degree)  # (n, nx, degree + 1)
-        widths = [settings.centre_prior] + [settings.shape_prior] * model.degree
+        self.basis = legendre.legvander(geom.t, max(model.degree, 0))  # (n, nx, degree + 1)
+        self.width_basis = legendre.legvander(geom.t, max(model.width_degree, 0))
+        widths = ([settings.centre_prior] + [settings.shape_prior] * model.degree)[: model.n_offset]
         self.prior = 1.0 / np.array(widths)
         self._key, self._value = None, None
 
+    def centre_and_sigma2(self, theta):
+        """Centre (n, nx) and total width² (n, nx) at ``theta``, and where the width is floored."""
+        coeffs, widths = self.model.split(theta)
+        centre = self.basis[..., : coeffs.size] @ coeffs if coeffs.size else 0.0 * self.geom.t
+        s2 = self.width_basis[..., : widths.size] @ widths
+        sigma2, floored = total_sigma2(self.geom.sigma_psf, s2)
+        return centre, sigma2, floored
+
     def _unit_profile(self, theta):
         """Unit profiles at ``theta``, without derivatives."""
-        coeffs, s2 = self.model.split(theta)
-        return profile_only(self.geom, self.basis @ coeffs, self.geom.sigma_psf**2 + s2)
+        centre, sigma2, _ = self.centre_and_sigma2(theta)
+        return profile_only(self.geom, centre, sigma2)
 
     def _profile(self, theta):
         """Unit profiles and their derivatives with respect to ``theta``."""
-        coeffs, s2 = self.model.split(theta)
-        sigma2 = self.geom.sigma_psf**2 + s2
-        profile, d_centre, d_sigma = profile_images(self.geom, self.basis @ coeffs, sigma2)
-        derivs = [d_centre * self.basis[:, None, :, k] for k in range(coeffs.size)]
+        centre, sigma2, floored = self.centre_and_sigma2(theta)
+        profile, d_centre, d_sigma = profile_images(self.geom, centre, sigma2)
+        derivs = [d_centre * self.basis[:, None, :, k] for k in range(self.model.n_offset)]
         if self.model.width_free:
-            derivs.append(d_sigma / (2.0 * np.sqrt(sigma2))[:, None, :])
+            d_s2 = np.where(floored, 0.0, 1.0 / (2.0 * np.sqrt(sigma2)))[:, None, :] * d_sigma
+            derivs += [
+                d_s2 * self.width_basis[:, None, :, k] for k in range(self.model.width_degree + 1)
+            ]
         return profile, np.stack(derivs)
+
+    def _prior_terms(self, theta):
+        """Whitened prior residuals: the offset coefficients, then the width's constant term."""
+        coeffs, widths = self.model.split(theta)
+        terms = [coeffs * self.prior]
+        if self.model.width_free and self.model.width_prior is not None:
+            centre, width = self.model.width_prior
+            terms.append(np.array([(widths[0] - centre) / width]))
+        return np.concatenate(terms)
+
+    def _prior_jacobian(self):
+        n_params = len(self.model.names)
+        rows = [np.eye(n_params)[k] * self.prior[k] for k in range(self.model.n_offset)]
+        if self.model.width_free and self.model.width_prior is not None:
+            rows.append(np.eye(n_params)[self.model.n_offset] / self.model.width_prior[1])
+        return np.array(rows).reshape(len(rows), n_params)
 
     def evaluate(self, theta):
         """`ProfileEvaluation` at ``theta`` (cached for the Jacobian call that follows)."""
@@ -130,7 +138,7 @@ class ProfileObjective:
         For scans: no derivatives are computed, nothing is cached.
         """
         evaluation = evaluate_profile(self.data, self._unit_profile(theta), blocks=self.geom.blocks)
-        prior = self.model.split(theta)[0] * self.prior
+        prior = self._prior_terms(theta)
         return evaluation, float(evaluation.residuals @ evaluation.residuals + prior @ prior)
 
     def column_residuals(self, theta):
@@ -141,16 +149,17 @@ class ProfileObjective:
         return evaluate_profile(self.data, self._unit_profile(theta)).residuals
 
     def residuals(self, theta):
-        """Whitened residuals, then the prior terms of the offset coefficients."""
-        coeffs = self.model.split(theta)[0]
-        return np.concatenate([self.evaluate(theta).residuals, coeffs * self.prior])
+        """Whitened residuals, then the prior terms."""
+        return np.concatenate([self.evaluate(theta).residuals, self._prior_terms(theta)])
 
     def jacobian(self, theta):
         """Derivative of `residuals` with respect to ``theta``."""
-        n_coeffs = self.prior.size
-        prior_rows = np.zeros((n_coeffs, len(self.model.names)))
-        prior_rows[np.arange(n_coeffs), np.arange(n_coeffs)] = self.prior
-        return np.vstack([self.evaluate(theta).jacobian, prior_rows])
+        return np.vstack([self.evaluate(theta).jacobian, self._prior_jacobian()])
+
+    def objective(self, theta):
+        """``Σ residuals²`` including the priors, without a robust loss (to compare models)."""
+        residuals = self.residuals(theta)
+        return float(residuals @ residuals)
 
 
 def prepare_trace(data, variance, valid, usable, positions, along, wavelength, sigma_psf):
