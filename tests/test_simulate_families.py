@@ -183,8 +183,11 @@ def test_the_steep_width_grows_faster_than_the_psf_law(fixed_slit):
         ratios[family] = np.sqrt(var[red] / var[mid])
         expected = truths[0].width_pix[red] / truths[0].width_pix[mid]
         assert ratios[family] == pytest.approx(expected, rel=0.02)
-    assert ratios["steep"] > 1.2 * ratios["psf_law"]
-    assert ratios["steep"] == pytest.approx((5.2 / 3.9) ** 1.5, rel=0.03)
+    assert ratios["steep"] > 1.1 * ratios["psf_law"]
+    # the intrinsic part (total width in quadrature less the PSF law's) grows as λ^1.5
+    law, steep = fixed_slit["psf_law"][2][0].width_pix, fixed_slit["steep"][2][0].width_pix
+    intrinsic = np.sqrt(steep**2 - law**2)
+    assert intrinsic[red] / intrinsic[mid] == pytest.approx((5.2 / 3.9) ** 1.5, rel=0.01)
 
 
 @pytest.mark.parametrize("family", ["moffat", "core_halo"])

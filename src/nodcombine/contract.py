@@ -290,14 +290,16 @@ class RectifyRecord:
         Offset of row 0 from the fitted trace, pixels (row ``i``: ``offset0_pix + i``).
     nod_separation_pix, pixel_scale_arcsec : float
         Distance between the images of two nod positions; arcsec per pixel.
-    sigma_arcsec : numpy.ndarray, shape (n_wave,)
-        Total Gaussian width of the source image (PSF and source) per bin.
+    sigma_arcsec, in_slit_fraction : numpy.ndarray, shape (n_wave,)
+        Total Gaussian width of the source image per bin; the fraction of its
+        light along the slit that falls on the illuminated slit.
     weight_type : str
     linear_grid : bool
     members : tuple of str
         The slits rectified (``file[slit name]``).
     profile : numpy.ndarray, shape (n_offset, n_wave)
-        Fraction of the source's flux in each bin (``rectified_profile``).
+        Fraction of the source's flux (infinite slit) in each bin of the nod
+        differences: positive image minus negative images (``rectified_profile``).
     """
 
     wavelength_grid_um: np.ndarray
@@ -305,6 +307,7 @@ class RectifyRecord:
     nod_separation_pix: float
     pixel_scale_arcsec: float
     sigma_arcsec: np.ndarray
+    in_slit_fraction: np.ndarray
     weight_type: str
     linear_grid: bool
     members: tuple
@@ -324,6 +327,7 @@ class RectifyRecord:
                 "nod_separation_pix": float(self.nod_separation_pix),
                 "pixel_scale_arcsec": float(self.pixel_scale_arcsec),
                 "sigma_arcsec": [float(s) for s in self.sigma_arcsec],
+                "in_slit_fraction": [float(f) for f in self.in_slit_fraction],
                 "weight_type": self.weight_type,
                 "linear_grid": bool(self.linear_grid),
                 "members": list(self.members),
@@ -343,6 +347,7 @@ class RectifyRecord:
             nod_separation_pix=float(node.get("nod_separation_pix", math.inf)),
             pixel_scale_arcsec=float(node["pixel_scale_arcsec"]),
             sigma_arcsec=np.asarray(node["sigma_arcsec"], dtype=float),
+            in_slit_fraction=np.asarray(node["in_slit_fraction"], dtype=float),
             weight_type=str(node["weight_type"]),
             linear_grid=bool(node["linear_grid"]),
             members=tuple(node.get("members", ())),
@@ -369,8 +374,9 @@ class ExtractionExtras:
         Planned source position across the slit from its middle; open width.
     profile_origin : str
         ``trace_fit``, ``trace_model`` or ``none`` (a stock ``_s2d``).
-    aperture_profile_fraction : tuple of float or None
-        Box extraction: the profile inside the aperture.
+    aperture_profile_fraction, in_slit_fraction : tuple of float or None
+        Box extraction: the profile inside the aperture; optimal: the fraction
+        of the source's light along the slit on the illuminated slit.
     """
 
     pathloss_applied: bool
@@ -381,6 +387,7 @@ class ExtractionExtras:
     profile_used: tuple | None = None
     slit_width_arcsec: float | None = None
     aperture_profile_fraction: tuple | None = None
+    in_slit_fraction: tuple | None = None
 
     def to_tree(self):
         """The ``extract_1d_extras`` entry (fields that are None left out)."""

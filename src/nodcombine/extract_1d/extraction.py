@@ -52,8 +52,15 @@ class SourceExtraction:
     Attributes
     ----------
     spectrum : OptimalSpectrum or BoxSpectrum
+        Flux of the source as if the slit were infinitely long (optimal), or
+        the aperture's sum (box).
+    in_slit : numpy.ndarray or None
+        Optimal: the fraction of that flux on the illuminated slit; ``spectrum``
+        times it is the in-slit flux.  None: 1 (a box, or no record of it).
     pathloss : numpy.ndarray or None
-        Fraction of the source's flux the extraction holds, per wavelength.
+        Fraction of the source's flux the in-slit flux (box: the aperture)
+        holds, per wavelength: the slit transmission across the slit times
+        ``in_slit`` (box: times the profile inside the aperture).
     aperture_fraction : numpy.ndarray or None
         Box: the profile inside the aperture.
     fitted : RectifiedProfileFit or None
@@ -65,6 +72,7 @@ class SourceExtraction:
     """
 
     spectrum: object
+    in_slit: object
     pathloss: object
     aperture_fraction: object
     fitted: object
@@ -85,6 +93,7 @@ def extract_source(
     slit_width_arcsec,
     nod_separation,
     settings,
+    in_slit_fraction=None,
 ):
     """Extract one rectified source.
 
@@ -107,6 +116,11 @@ def extract_source(
     nod_separation : float
         Distance of the negative nod images, pixels.
     settings : ExtractionSettings
+    in_slit_fraction : numpy.ndarray, optional
+        Fraction of the source's light along the slit that falls on the
+        illuminated slit, per wavelength (``profile`` being normalised over an
+        infinite slit); it goes into the path loss, so that without the
+        correction FLUX is the in-slit flux.
 
     Returns
     -------
@@ -131,7 +145,10 @@ def extract_source(
             limit = settings.clip_sigma
             notes.append((logging.INFO, f"{count} bins rejected as outliers (> {limit:.1f} sigma)"))
         extent = f"window +-{half_width:.1f} px"
-        return SourceExtraction(spectrum, pathloss, None, fitted, extent, tuple(notes))
+        in_slit = None if fitted is not None else in_slit_fraction
+        if pathloss is not None and in_slit is not None:
+            pathloss = pathloss * in_slit
+        return SourceExtraction(spectrum, in_slit, pathloss, None, fitted, extent, tuple(notes))
     result = extract_box(
         data,
         variances,
@@ -160,7 +177,7 @@ def extract_source(
     pathloss = None if pathloss is None else pathloss * fraction
     lower, upper = result.spectrum.limits[:2]
     extent = f"box rows {lower:.1f}-{upper:.1f}"
-    return SourceExtraction(result.spectrum, pathloss, fraction, fitted, extent, tuple(notes))
+    return SourceExtraction(result.spectrum, None, pathloss, fraction, fitted, extent, tuple(notes))
 
 
 def _profile(data, variances, offset, profile, box, settings, notes):

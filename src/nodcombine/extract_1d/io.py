@@ -103,6 +103,7 @@ class ExtractionInputs:
     x_offset_arcsec: float
     slit_width_arcsec: float | None
     profile_origin: str
+    in_slit_fraction: np.ndarray | None = None
 
     def kernel_arguments(self):
         """Arrays and geometry as keyword arguments of the extraction kernel."""
@@ -117,6 +118,7 @@ class ExtractionInputs:
             "x_offset_arcsec": self.x_offset_arcsec,
             "slit_width_arcsec": self.slit_width_arcsec,
             "nod_separation": self.nod_separation,
+            "in_slit_fraction": self.in_slit_fraction,
         }
 
 
@@ -179,6 +181,7 @@ def read_slit(slit, model):
         x_offset_arcsec=x_offset_arcsec(getattr(slit, "source_xpos", None), width),
         slit_width_arcsec=width,
         profile_origin=origin,
+        in_slit_fraction=None if record is None else record.in_slit_fraction,
     )
 
 
@@ -265,7 +268,9 @@ def new_multispec(model):
     return output
 
 
-def spectrum_entry(slit, inputs, spectrum, *, pathloss, apply_pathloss, aperture_fraction=None):
+def spectrum_entry(
+    slit, inputs, spectrum, *, pathloss, apply_pathloss, aperture_fraction=None, in_slit=None
+):
     """The spectrum of one source, as a ``SpecModel`` entry.
 
     Parameters
@@ -284,6 +289,9 @@ def spectrum_entry(slit, inputs, spectrum, *, pathloss, apply_pathloss, aperture
         Divide ``FLUX`` and its variances by ``pathloss``.
     aperture_fraction : numpy.ndarray, optional
         Box extraction: the fraction of the profile inside the aperture.
+    in_slit : numpy.ndarray, optional
+        Fraction of ``spectrum``'s flux (infinite slit) on the illuminated
+        slit: FLUX is the in-slit flux, divided by ``pathloss`` if applied.
 
     Returns
     -------
@@ -291,9 +299,10 @@ def spectrum_entry(slit, inputs, spectrum, *, pathloss, apply_pathloss, aperture
         One entry of a ``MultiSpecModel``'s ``spec`` (a ``SpecModel`` costs
         25 ms to create and fill, more than the extraction).
     """
+    scale = inputs.to_jy if in_slit is None else inputs.to_jy * np.asarray(in_slit)
     flux, variances = corrected_flux(
-        spectrum.flux * inputs.to_jy,
-        {c: v * inputs.to_jy**2 for c, v in spectrum.variances.items()},
+        spectrum.flux * scale,
+        {c: v * scale**2 for c, v in spectrum.variances.items()},
         pathloss if apply_pathloss else None,
     )
     npix = np.asarray(spectrum.npixels, dtype=float)
@@ -331,6 +340,7 @@ def spectrum_entry(slit, inputs, spectrum, *, pathloss, apply_pathloss, aperture
         slit_width_arcsec=inputs.slit_width_arcsec,
         profile_origin=inputs.profile_origin,
         aperture_profile_fraction=_listed(aperture_fraction),
+        in_slit_fraction=_listed(in_slit),
     )
     spec.instance.update(extras.to_tree())
     return spec
@@ -368,24 +378,11 @@ def _aperture_limits(spec, spectrum, n_wave):
         spec.extraction_xstart, spec.extraction_xstop = left + 1.0, right + 1.0
 
 
-_UNITS = {
-    "wavelength": "um",
-    "flux": "Jy",
-    "flux_error": "Jy",
-    "flux_var_poisson": "Jy^2",
-    "flux_var_rnoise": "Jy^2",
-    "flux_var_flat": "Jy^2",
-    "surf_bright": "MJy/sr",
-    "sb_error": "MJy/sr",
-    "sb_var_poisson": "(MJy/sr)^2",
-    "sb_var_rnoise": "(MJy/sr)^2",
-    "sb_var_flat": "(MJy/sr)^2",
-    "background": "MJy/sr",
-    "bkgd_error": "MJy/sr",
-    "bkgd_var_poisson": "(MJy/sr)^2",
-    "bkgd_var_rnoise": "(MJy/sr)^2",
-    "bkgd_var_flat": "(MJy/sr)^2",
-}
+#: units of the spec_table columns: flux in Jy, surface brightness and background in MJy/sr
+_UNITS = {"wavelength": "um", "flux": "Jy", "flux_error": "Jy"}
+_UNITS |= {f"flux_{c}": "Jy^2" for c in VARIANCE_COMPONENTS}
+_UNITS |= {f"{kind}_{c}": "(MJy/sr)^2" for kind in ("sb", "bkgd") for c in VARIANCE_COMPONENTS}
+_UNITS |= {name: "MJy/sr" for name in ("surf_bright", "sb_error", "background", "bkgd_error")}
 
 
 def _listed(values):

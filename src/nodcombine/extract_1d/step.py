@@ -116,6 +116,7 @@ class OptimalExtract1dStep(NodcombineStep):
             pathloss=result.pathloss,
             apply_pathloss=self.apply_pathloss,
             aperture_fraction=result.aperture_fraction,
+            in_slit=result.in_slit,
         )
 
     def _aperture(self):

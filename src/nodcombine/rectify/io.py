@@ -38,7 +38,11 @@ from nodcombine.errors import InputError
 from nodcombine.modelio import new_entry
 from nodcombine.nodsource import NodSource, read_nod_source
 from nodcombine.profile import pixel_fraction
-from nodcombine.rectify.nearest_bin import columns_on_grid
+from nodcombine.rectify.nearest_bin import (
+    columns_on_grid,
+    difference_profile,
+    in_slit_fraction,
+)
 from nodcombine.variances import VARIANCE_COMPONENTS
 
 __all__ = [
@@ -69,7 +73,8 @@ class RectifyInputs:
     offset : numpy.ndarray, shape (n_exp, ny, nx)
         Pixels along the slit from the fitted centre.
     profile : numpy.ndarray, shape (n_exp, ny, nx)
-        Fraction of the source's flux in each pixel.
+        Fraction of the source's flux in each pixel of each nod difference
+        (positive image minus the negative images that fall there).
     data : numpy.ndarray, shape (n_exp, ny, nx)
         The differences, NaN where not usable.
     exposure_time : numpy.ndarray, shape (n_exp,)
@@ -81,6 +86,8 @@ class RectifyInputs:
         usable pixel from the trace, rounded up.
     sigma_arcsec : numpy.ndarray, shape (n_exp, nx)
         Fitted total width of the source image per exposure and grid column.
+    in_slit : numpy.ndarray, shape (n_exp, nx)
+        Fraction of each exposure's source image on the illuminated slit.
     """
 
     source: NodSource
@@ -93,6 +100,7 @@ class RectifyInputs:
     linear: bool
     half_height: int
     sigma_arcsec: np.ndarray
+    in_slit: np.ndarray
 
     @property
     def pixel_scale(self):
@@ -150,17 +158,22 @@ def read_source(members):
     sigma = stack.place_columns([p.sigma for p in profiles])[:, None, :]
     offset = source.along - centre
     data = np.where(source.usable, stack.data, np.nan)
+    wavelength = stack.place([_pixel_wavelength(ref) for ref in members])
+    # each exposure's own image; the illuminated slit is where jwst gives the
+    # pixels a wavelength (assign_wcs leaves those off the slit NaN)
+    positive = pixel_fraction(source.along, centre, sigma)
     return RectifyInputs(
         source=source,
         record=record,
-        wavelength=stack.place([_pixel_wavelength(ref) for ref in members]),
+        wavelength=wavelength,
         offset=offset,
-        profile=pixel_fraction(source.along, centre, sigma),
+        profile=difference_profile(positive, source.valid, source.positions),
         data=data,
         exposure_time=np.array([_exposure_time(ref) for ref in members]),
         linear=members[0].disperser not in _NATIVE_GRID_DISPERSERS,
         half_height=_half_height(offset, np.isfinite(data)),
         sigma_arcsec=sigma[:, 0, :] * source.pixel_scale[:, None],
+        in_slit=in_slit_fraction(positive, np.isfinite(wavelength)),
     )
 
 
@@ -289,6 +302,9 @@ def rectified_slit(inputs, image, *, weight_type):
         pixel_scale_arcsec=inputs.pixel_scale,
         sigma_arcsec=columns_on_grid(
             image.wavelength, inputs.source.wavelengths, inputs.sigma_arcsec
+        ),
+        in_slit_fraction=columns_on_grid(
+            image.wavelength, inputs.source.wavelengths, inputs.in_slit
         ),
         weight_type=weight_type,
         linear_grid=inputs.linear,

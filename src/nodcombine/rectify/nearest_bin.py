@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nodcombine.nod_diff.noddiff import difference_images
 from nodcombine.variances import VARIANCE_COMPONENTS
 
 __all__ = [
@@ -42,6 +43,8 @@ __all__ = [
     "RectifiedImage",
     "bin_edges",
     "columns_on_grid",
+    "difference_profile",
+    "in_slit_fraction",
     "pixel_weights",
     "rectify",
     "wavelength_grid",
@@ -131,6 +134,50 @@ def wavelength_grid(wavelengths, *, linear):
     columns = counts > 0
     means = np.where(finite, wavelengths, 0.0).sum(axis=0)[columns] / counts[columns]
     return np.unique(means)
+
+
+def difference_profile(profile, valid, positions):
+    """The profile of a unit source in each nod difference: positive image minus negatives.
+
+    Parameters
+    ----------
+    profile : numpy.ndarray, shape (n_exp, ny, nx)
+        Fraction of the source's flux in each pixel of each exposure's own
+        image (NaN where unknown).
+    valid : numpy.ndarray of bool, shape (n_exp, ny, nx)
+        The differences ``nod_diff`` formed: there the references were built
+        from exactly the exposures that had data, as for the model here.
+    positions : numpy.ndarray of int, shape (n_exp,)
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_exp, ny, nx)
+        ``P_e − mean over the other positions of their position means of P``,
+        the estimator of `nodcombine.nod_diff.noddiff.nod_difference` applied
+        to the unit images: where another position's image overlaps this
+        exposure's window, its (negative) share is in the profile.
+    """
+    present = np.isfinite(profile)
+    where_valid = difference_images(profile, valid & present, positions)
+    elsewhere = difference_images(profile, present, positions)
+    return np.where(valid, where_valid, elsewhere)
+
+
+def in_slit_fraction(profile, illuminated):
+    """Fraction of each exposure's source image that falls on the illuminated slit, per column.
+
+    Parameters
+    ----------
+    profile : numpy.ndarray, shape (n_exp, ny, nx)
+        Fraction of the source's flux (infinite slit) in each pixel.
+    illuminated : numpy.ndarray of bool, shape (n_exp, ny, nx)
+        Pixels on the slit (inside its open length).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_exp, nx)
+    """
+    return np.where(illuminated & np.isfinite(profile), profile, 0.0).sum(axis=1)
 
 
 def columns_on_grid(wave_grid, wavelengths, values):

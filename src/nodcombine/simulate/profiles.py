@@ -15,9 +15,10 @@ along the slit:
 ``constant``
     Gaussian of constant sigma ``σ₀`` = ``sigma_arcsec`` (default ``σ_law(λ_mid)``).
 ``steep``
-    Gaussian of sigma ``σ₀ (λ / λ_mid)^p``, ``σ₀`` = ``sigma_arcsec`` (default
-    ``σ_law(λ_mid)``), ``p`` = ``power`` (default 1.5; the PSF law's log slope
-    never exceeds 1).
+    Gaussian of sigma ``√(σ_law(λ)² + (s₀ (λ / λ_mid)^p)²)``: an intrinsic width
+    growing as a power of wavelength (colour gradients), never narrower than
+    the PSF law; ``s₀`` = ``sigma_arcsec`` (default ``σ_law(λ_mid)``), ``p`` =
+    ``power`` (default 1.5; the PSF law's log slope never exceeds 1).
 ``moffat``
     ``[1 + (u/α)²]^(−β)``, ``β`` = ``beta`` (default 2.5), ``α`` from its FWHM
     ``2 α √(2^(1/β) − 1)`` = ``fwhm_arcsec`` (default ``2.3548 σ_law(λ)``, the PSF
@@ -71,7 +72,7 @@ class SourceProfile:
     family : str
         One of `FAMILIES`.
     sigma_arcsec : float or None
-        ``constant``: the sigma; ``steep``: the sigma at mid-band;
+        ``constant``: the sigma; ``steep``: the intrinsic sigma at mid-band;
         ``core_halo``: the core's sigma; ``asymmetric``: the second-moment
         width.  None: the PSF law's total sigma (at mid-band for ``constant``
         and ``steep``, at each wavelength otherwise).
@@ -199,7 +200,8 @@ def _constant(profile, mode, wave, law, law_mid):
 
 def _steep(profile, mode, wave, law, law_mid):
     sigma = law_mid if profile.sigma_arcsec is None else profile.sigma_arcsec / mode.pixel_scale
-    return GaussianShape(sigma=float(sigma) * (wave / mode.wave_nodes_um[1]) ** profile.power)
+    intrinsic = float(sigma) * (wave / mode.wave_nodes_um[1]) ** profile.power
+    return GaussianShape(sigma=np.hypot(law, intrinsic))
 
 
 def _moffat(profile, mode, wave, law, law_mid):
