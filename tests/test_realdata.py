@@ -131,8 +131,9 @@ def test_trace_fit_width_is_a_compact_galaxy(ceers_trace):
     # resolved (intrinsic sigma several times its error), well under a shutter
     assert 0.05 < record["source_sigma_arcsec"] < 0.15
     assert record["source_sigma_pix"] > 5 * record["source_sigma_err_pix"]
-    # the _cal errors are 15-20 % low (nod_diff note): chi2/dof 1.3-1.4 from that alone
-    assert 1.3 < record["chi2"] / record["dof"] < 1.9
+    # the _cal errors are 20-30 % low; nod_diff's error_scale (auto) measures and applies
+    # that per exposure, which brings the fit's chi2/dof from 1.6 to about 1
+    assert 0.95 < record["chi2"] / record["dof"] < 1.15
 
 
 def test_trace_fit_agrees_with_a_plain_gaussian_fit(ceers_trace):

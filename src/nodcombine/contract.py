@@ -6,13 +6,9 @@ in the ASDF extension of the FITS file, so they survive save and open.  Each
 entry is written and read only through the frozen records below
 (``to_tree``/``from_tree``); no other module spells a key.
 
-The table of every key (record, written by, read by) is in ``docs/architecture.md``;
-each record's docstring names its keys.
-
+The table of every key (record, written by, read by) is in ``docs/architecture.md``.
 Per-pixel arrays lie on the slit's own cutout, oriented like its ``data``;
-1-D arrays run along the cutout's dispersion pixels (detector x, or y for
-MIRI LRS).
-
+1-D arrays run along the cutout's dispersion pixels (x, or y for MIRI LRS).
 Pure Python and numpy: the adapters hand a record a slit's (or spectrum's)
 ``instance`` dict and put its ``to_tree()`` into it.
 """
@@ -136,25 +132,27 @@ class NodSlitRecord:
     Attributes
     ----------
     status : str or None
-        ``COMPLETE`` when the slit holds a nod difference, ``SKIPPED: <reason>``
-        when it kept its input data; None if ``nod_diff`` never saw it.
+        ``COMPLETE``: a nod difference; ``SKIPPED: <reason>``: its input data; None: not seen.
     position : int or None
         Nod position label of the exposure.
     ref_variances : dict of str to numpy.ndarray or None
-        Variance, per component, of the reference subtracted from this slit:
-        the part of its variance it shares with the exposures of its position.
-    nod_separation : float
-        Smallest distance between the images of two nod positions, pixels.
+        Variance per component of the subtracted reference (shared with its position's exposures).
+    nod_separation, error_scale_measured, error_scale_applied : float
+        Pixels between the images of two nod positions; the exposure's scatter over its errors
+        off the source (NaN: not measured), and the factor applied to them (``nod_error_scale``).
     """
 
     status: str | None
     position: int | None = None
     ref_variances: dict | None = None
     nod_separation: float = math.inf
+    error_scale_measured: float = math.nan
+    error_scale_applied: float = 1.0
 
     STATUS_KEY: ClassVar[str] = _NOD_STATUS
     POSITION_KEY: ClassVar[str] = _NOD_POSITION
     REF_VARIANCE_KEYS: ClassVar[dict] = _REF_VARIANCE
+    ERROR_SCALE_KEY: ClassVar[str] = "nod_error_scale"
 
     @property
     def differenced(self):
@@ -162,11 +160,13 @@ class NodSlitRecord:
         return self.status == COMPLETE
 
     def to_tree(self):
-        """The slit entries: status, position, reference variances, separation."""
+        """The slit entries: status, position, reference variances, separation, error scale."""
         tree = {_NOD_STATUS: self.status}
         if self.position is not None:
             tree[_NOD_POSITION] = int(self.position)
             tree[_SEPARATION] = float(self.nod_separation)
+            scale = {"measured": self.error_scale_measured, "applied": self.error_scale_applied}
+            tree[self.ERROR_SCALE_KEY] = {k: float(v) for k, v in scale.items()}
         for c, values in (self.ref_variances or {}).items():
             tree[_REF_VARIANCE[c]] = values
         return tree
@@ -175,12 +175,14 @@ class NodSlitRecord:
     def from_tree(cls, tree):
         """The record of a slit's ``instance`` (fields absent there are None)."""
         refs = {c: _array(tree, key) for c, key in _REF_VARIANCE.items()}
-        position = tree.get(_NOD_POSITION)
+        position, scale = tree.get(_NOD_POSITION), tree.get(cls.ERROR_SCALE_KEY) or {}
         return cls(
             status=tree.get(_NOD_STATUS),
             position=None if position is None else int(position),
             ref_variances=refs if all(v is not None for v in refs.values()) else None,
             nod_separation=float(tree.get(_SEPARATION, math.inf)),
+            error_scale_measured=float(scale.get("measured", math.nan)),
+            error_scale_applied=float(scale.get("applied", 1.0)),
         )
 
 
@@ -194,7 +196,8 @@ class TraceFitRecord:
     RA/Dec).  The total width² is the nominal PSF's (`nodcombine.psf`) plus the
     Legendre series ``width_coeffs_pix2`` of the same scaled wavelength (its
     covariance flattened row by row in ``width_covariance_pix4``);
-    ``source_sigma2_pix2`` is its constant term.  Errors are 1σ; NaN where a
+    ``source_sigma2_pix2`` is its constant term.  A halo puts ``halo_fraction``
+    of the flux in a Gaussian ``halo_scale`` times wider.  Errors are 1σ; NaN where a
     quantity was not fitted.  A source without a fit has ``status == "SKIPPED"`` and its
     reason in ``message``; every other field is then None.
     """
@@ -212,6 +215,8 @@ class TraceFitRecord:
     width_coeffs_pix2: tuple | None = None
     width_coeffs_err_pix2: tuple | None = None
     width_covariance_pix4: tuple | None = None
+    halo_fraction: float | None = None
+    halo_scale: float | None = None
     source_sigma2_pix2: float | None = None
     source_sigma2_err_pix2: float | None = None
     source_sigma_pix: float | None = None
@@ -247,12 +252,11 @@ class TraceProfile:
     Attributes
     ----------
     centre_along : numpy.ndarray, shape (n_disp,)
-        Fitted source centre along the slit, pixels from the predicted position
-        (the `SlitGeometry.along` coordinate): what ``rectify`` measures from.
+        Fitted centre, pixels from the predicted position (`SlitGeometry.along`).
     centre_rows : numpy.ndarray, shape (n_disp,)
         The same as a fractional row (MIRI LRS: column) of the cutout, for users.
     sigma : numpy.ndarray, shape (n_disp,)
-        Total Gaussian width, pixels.
+        Total Gaussian width (of the core, with a halo), pixels.
     """
 
     centre_along: np.ndarray
@@ -291,8 +295,9 @@ class RectifyRecord:
     nod_separation_pix, pixel_scale_arcsec : float
         Distance between the images of two nod positions; arcsec per pixel.
     sigma_arcsec, in_slit_fraction : numpy.ndarray, shape (n_wave,)
-        Total Gaussian width of the source image per bin; the fraction of its
-        light along the slit that falls on the illuminated slit.
+        Total Gaussian width of the source image per bin (its core, with a
+        halo ``halo`` = (fraction, relative width)); the fraction of its light
+        along the slit that falls on the illuminated slit.
     weight_type : str
     linear_grid : bool
     members : tuple of str
@@ -308,6 +313,7 @@ class RectifyRecord:
     pixel_scale_arcsec: float
     sigma_arcsec: np.ndarray
     in_slit_fraction: np.ndarray
+    halo: tuple
     weight_type: str
     linear_grid: bool
     members: tuple
@@ -318,41 +324,31 @@ class RectifyRecord:
         """Offset of every row from the source, pixels."""
         return self.offset0_pix + np.arange(self.profile.shape[0])
 
+    #: the fields stored as lists of floats
+    _ARRAYS: ClassVar[tuple] = ("wavelength_grid_um", "sigma_arcsec", "in_slit_fraction")
+
     def to_tree(self):
         """The ``rectify_record`` entry and the ``rectified_profile`` array."""
-        return {
-            _RECTIFY: {
-                "wavelength_grid_um": [float(w) for w in self.wavelength_grid_um],
-                "offset0_pix": float(self.offset0_pix),
-                "nod_separation_pix": float(self.nod_separation_pix),
-                "pixel_scale_arcsec": float(self.pixel_scale_arcsec),
-                "sigma_arcsec": [float(s) for s in self.sigma_arcsec],
-                "in_slit_fraction": [float(f) for f in self.in_slit_fraction],
-                "weight_type": self.weight_type,
-                "linear_grid": bool(self.linear_grid),
-                "members": list(self.members),
-            },
-            _PROFILE: np.asarray(self.profile, dtype=np.float32),
-        }
+        node = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "profile"}
+        for key, value in node.items():
+            if key in self._ARRAYS or isinstance(value, tuple):
+                node[key] = [float(v) if key in self._ARRAYS else v for v in value]
+        return {_RECTIFY: node, _PROFILE: np.asarray(self.profile, dtype=np.float32)}
 
     @classmethod
     def from_tree(cls, tree):
         """The record of a rectified slit's ``instance``; None for a stock jwst ``_s2d``."""
-        node = tree.get(_RECTIFY)
-        if not node or tree.get(_PROFILE) is None:
+        node, profile = tree.get(_RECTIFY), tree.get(_PROFILE)
+        if not node or profile is None:
             return None
-        return cls(
-            wavelength_grid_um=np.asarray(node["wavelength_grid_um"], dtype=float),
-            offset0_pix=float(node["offset0_pix"]),
-            nod_separation_pix=float(node.get("nod_separation_pix", math.inf)),
-            pixel_scale_arcsec=float(node["pixel_scale_arcsec"]),
-            sigma_arcsec=np.asarray(node["sigma_arcsec"], dtype=float),
-            in_slit_fraction=np.asarray(node["in_slit_fraction"], dtype=float),
-            weight_type=str(node["weight_type"]),
-            linear_grid=bool(node["linear_grid"]),
-            members=tuple(node.get("members", ())),
-            profile=np.asarray(tree[_PROFILE], dtype=float),
-        )
+        known = {f.name for f in fields(cls)} - {"profile"}
+        values = {k: v for k, v in node.items() if k in known}
+        for key in values:
+            if key in cls._ARRAYS:
+                values[key] = np.asarray(values[key], dtype=float)
+            elif isinstance(values[key], list):
+                values[key] = tuple(values[key])
+        return cls(**values, profile=np.asarray(profile, dtype=float))
 
 
 @dataclass(frozen=True)
@@ -377,6 +373,9 @@ class ExtractionExtras:
     aperture_profile_fraction, in_slit_fraction : tuple of float or None
         Box extraction: the profile inside the aperture; optimal: the fraction
         of the source's light along the slit on the illuminated slit.
+    flux_scale_error : tuple of float or None
+        Relative error of FLUX from the fitted width's uncertainty: one error
+        scales every bin at once (not in FLUX_ERROR, which stays per bin).
     """
 
     pathloss_applied: bool
@@ -388,6 +387,7 @@ class ExtractionExtras:
     slit_width_arcsec: float | None = None
     aperture_profile_fraction: tuple | None = None
     in_slit_fraction: tuple | None = None
+    flux_scale_error: tuple | None = None
 
     def to_tree(self):
         """The ``extract_1d_extras`` entry (fields that are None left out)."""

@@ -55,7 +55,7 @@ SLIT_OPEN_WIDTH_ARCSEC = {
 }
 
 
-def slit_transmission(sigma_arcsec, x_offset_arcsec, width_arcsec):
+def slit_transmission(sigma_arcsec, x_offset_arcsec, width_arcsec, halo=(0.0, 1.0)):
     """Fraction of a Gaussian image that a slit of the given width transmits.
 
     Parameters
@@ -66,6 +66,8 @@ def slit_transmission(sigma_arcsec, x_offset_arcsec, width_arcsec):
         Image centre from the middle of the opening, across the slit, arcsec.
     width_arcsec : float
         Open width of the slit, arcsec.
+    halo : tuple of (float, float), optional
+        A second Gaussian ``(fraction of the flux, width over sigma_arcsec)``.
 
     Returns
     -------
@@ -79,6 +81,15 @@ def slit_transmission(sigma_arcsec, x_offset_arcsec, width_arcsec):
     """
     if not width_arcsec > 0:
         raise ValueError(f"width_arcsec must be > 0, got {width_arcsec}")
+    fraction, scale = halo
+    core = _gaussian_transmission(sigma_arcsec, x_offset_arcsec, width_arcsec)
+    if fraction == 0.0:
+        return core
+    wide = _gaussian_transmission(np.asarray(sigma_arcsec) * scale, x_offset_arcsec, width_arcsec)
+    return (1.0 - fraction) * core + fraction * wide
+
+
+def _gaussian_transmission(sigma_arcsec, x_offset_arcsec, width_arcsec):
     sigma = np.asarray(sigma_arcsec, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
         good = np.isfinite(sigma) & (sigma > 0)

@@ -18,6 +18,7 @@ __all__ = [
     "psf_fwhm_arcsec",
     "psf_sigma_pix",
     "total_sigma_arcsec",
+    "width_error",
 ]
 
 PRIMARY_DIAMETER_M = 6.5
@@ -97,3 +98,32 @@ def total_sigma_arcsec(instrument, wavelength_um, source_sigma2_pix2, pixel_scal
     s2 = float(s2) if s2 is not None and np.isfinite(s2) else 0.0
     psf = psf_fwhm_arcsec(instrument, wavelength_um) / FWHM_PER_SIGMA
     return np.sqrt(psf**2 + max(s2, 0.0) * pixel_scale**2)
+
+
+def width_error(wavelength_um, wave_range_um, covariance, sigma):
+    """1σ error of the total width where the width² is a fitted Legendre series.
+
+    ``σ² = σ_PSF² + Σ b_k L_k(t)``, ``t`` the wavelength scaled to −1 … 1 over
+    ``wave_range_um``: ``Var(σ²) = L(t)ᵀ C L(t)`` and ``δσ = √Var / 2σ``.
+
+    Parameters
+    ----------
+    wavelength_um : numpy.ndarray
+    wave_range_um : tuple of float
+    covariance : numpy.ndarray, shape (k, k)
+        Covariance of the coefficients ``b``, in the units of ``sigma``².
+    sigma : numpy.ndarray
+        Total width at ``wavelength_um``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Like ``sigma``; NaN where the covariance is unknown.
+    """
+    lo, hi = wave_range_um
+    t = np.clip(2.0 * (np.asarray(wavelength_um, float) - lo) / max(hi - lo, 1e-12) - 1.0, -1, 1)
+    cov = np.atleast_2d(np.asarray(covariance, dtype=float))
+    basis = np.polynomial.legendre.legvander(t, cov.shape[0] - 1)
+    variance = np.einsum("...k,kl,...l->...", basis, cov, basis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.sqrt(np.clip(variance, 0.0, None)) / (2.0 * np.asarray(sigma, dtype=float))

@@ -11,12 +11,15 @@ of `nodcombine.extract_1d.optimal`, `nodcombine.extract_1d.boxcar` and
 import logging
 from dataclasses import dataclass
 
+import numpy as np
+
 from nodcombine.extract_1d.boxcar import extract_box
 from nodcombine.extract_1d.optimal import default_half_width, optimal_extract, window_bins
 from nodcombine.extract_1d.stockprofile import fit_rectified_profile
 from nodcombine.pathloss import slit_transmission
+from nodcombine.profile import pixel_integrated_gaussian
 
-__all__ = ["ExtractionSettings", "SourceExtraction", "extract_source"]
+__all__ = ["ExtractionSettings", "SourceExtraction", "extract_source", "width_sensitivity"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,11 @@ class SourceExtraction:
         The profile fitted to the image, if the input carried none.
     extent : str
         The window or box, in words.
+    flux_scale_error : numpy.ndarray or None
+        Relative error of FLUX from the fitted width's uncertainty alone, per
+        wavelength (optimal extraction with a fitted profile): one error of the
+        width moves every bin by this fraction at once, so it is a correlated
+        flux-scale term, not in FLUX_ERROR (which stays the independent noise).
     notes : tuple of tuple of (int, str)
         Log level and message for the step to log.
     """
@@ -78,6 +86,7 @@ class SourceExtraction:
     fitted: object
     extent: str
     notes: tuple
+    flux_scale_error: object = None
 
 
 def extract_source(
@@ -94,6 +103,8 @@ def extract_source(
     nod_separation,
     settings,
     in_slit_fraction=None,
+    halo=(0.0, 1.0),
+    width=None,
 ):
     """Extract one rectified source.
 
@@ -121,6 +132,12 @@ def extract_source(
         illuminated slit, per wavelength (``profile`` being normalised over an
         infinite slit); it goes into the path loss, so that without the
         correction FLUX is the in-slit flux.
+    halo : tuple of (float, float), optional
+        The source image's halo (flux fraction, width over ``sigma_arcsec``),
+        for the slit transmission.
+    width : tuple of numpy.ndarray, optional
+        The fitted total width per wavelength (pixels) and its relative 1σ
+        error: gives `SourceExtraction.flux_scale_error`.
 
     Returns
     -------
@@ -131,7 +148,7 @@ def extract_source(
     profile, offset, fitted = _profile(data, variances, offset, profile, box, settings, notes)
     pathloss = None
     if profile is not None and slit_width_arcsec:
-        pathloss = slit_transmission(sigma_arcsec, x_offset_arcsec, slit_width_arcsec)
+        pathloss = slit_transmission(sigma_arcsec, x_offset_arcsec, slit_width_arcsec, halo)
     elif profile is not None and settings.apply_pathloss:
         notes.append((logging.WARNING, "slit width unknown; no path-loss correction"))
     if not box:
@@ -148,7 +165,14 @@ def extract_source(
         in_slit = None if fitted is not None else in_slit_fraction
         if pathloss is not None and in_slit is not None:
             pathloss = pathloss * in_slit
-        return SourceExtraction(spectrum, in_slit, pathloss, None, fitted, extent, tuple(notes))
+        scale_error = None
+        if width is not None and fitted is None:
+            sigma_pix, relative_error = width
+            sensitivity = width_sensitivity(offset, sigma_pix, variances, window)
+            scale_error = np.abs(sensitivity) * relative_error
+        return SourceExtraction(
+            spectrum, in_slit, pathloss, None, fitted, extent, tuple(notes), scale_error
+        )
     result = extract_box(
         data,
         variances,
@@ -178,6 +202,38 @@ def extract_source(
     lower, upper = result.spectrum.limits[:2]
     extent = f"box rows {lower:.1f}-{upper:.1f}"
     return SourceExtraction(result.spectrum, None, pathloss, fraction, fitted, extent, tuple(notes))
+
+
+def width_sensitivity(offset, sigma, variances, usable):
+    """``d ln F̂ / d ln σ``: how the optimal flux moves with the width of its profile.
+
+    For data ``F P_true`` extracted with a profile ``P`` of width ``σ``,
+    ``F̂ = F Σ P P_true/V / Σ P²/V``; at ``P = P_true`` its logarithmic
+    derivative with respect to ``σ`` is ``−Σ P (∂P/∂ln σ)/V / Σ P²/V``,
+    evaluated here for a pixel-integrated Gaussian in the rectified rows.
+
+    Parameters
+    ----------
+    offset : numpy.ndarray, shape (n_offset,)
+        Pixels from the source of each row.
+    sigma : numpy.ndarray, shape (n_wave,)
+        Width of the profile, pixels.
+    variances : dict of str to numpy.ndarray, shape (n_offset, n_wave)
+    usable : numpy.ndarray of bool, shape (n_offset, n_wave)
+        The bins the extraction used.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_wave,)
+    """
+    profile, _, d_sigma = pixel_integrated_gaussian(
+        np.asarray(offset, float)[:, None], 0.0, np.asarray(sigma, float)[None, :]
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        weight = np.where(usable, 1.0 / sum(variances.values()), 0.0)
+        weight = np.where(np.isfinite(weight), weight, 0.0)
+        numerator = (weight * profile * d_sigma * sigma[None, :]).sum(axis=0)
+        return -numerator / (weight * profile**2).sum(axis=0)
 
 
 def _profile(data, variances, offset, profile, box, settings, notes):

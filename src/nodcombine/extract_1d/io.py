@@ -21,7 +21,7 @@ from nodcombine.errors import InputError
 from nodcombine.extract_1d.stockprofile import profile_from_model
 from nodcombine.modelio import new_entry
 from nodcombine.pathloss import corrected_flux, open_width_arcsec, x_offset_arcsec
-from nodcombine.psf import total_sigma_arcsec
+from nodcombine.psf import total_sigma_arcsec, width_error
 from nodcombine.variances import VARIANCE_COMPONENTS
 
 __all__ = [
@@ -104,6 +104,8 @@ class ExtractionInputs:
     slit_width_arcsec: float | None
     profile_origin: str
     in_slit_fraction: np.ndarray | None = None
+    halo: tuple = (0.0, 1.0)
+    width: tuple | None = None
 
     def kernel_arguments(self):
         """Arrays and geometry as keyword arguments of the extraction kernel."""
@@ -119,6 +121,8 @@ class ExtractionInputs:
             "slit_width_arcsec": self.slit_width_arcsec,
             "nod_separation": self.nod_separation,
             "in_slit_fraction": self.in_slit_fraction,
+            "halo": self.halo,
+            "width": self.width,
         }
 
 
@@ -182,7 +186,21 @@ def read_slit(slit, model):
         slit_width_arcsec=width,
         profile_origin=origin,
         in_slit_fraction=None if record is None else record.in_slit_fraction,
+        halo=(0.0, 1.0) if record is None else record.halo,
+        width=None if record is None else _fitted_width(slit, record),
     )
+
+
+def _fitted_width(slit, record):
+    """The fitted total width per bin (pixels) and its relative error, or None."""
+    fit = TraceFitRecord.from_tree(slit.instance)
+    if fit is None or not fit.width_covariance_pix4 or not fit.wave_range_um:
+        return None
+    n = round(np.sqrt(len(fit.width_covariance_pix4)))
+    covariance = np.reshape(fit.width_covariance_pix4, (n, n))
+    sigma = record.sigma_arcsec / record.pixel_scale_arcsec
+    error = width_error(record.wavelength_grid_um, fit.wave_range_um, covariance, sigma)
+    return sigma, error / sigma
 
 
 def _stock_wavelength(slit, where):
@@ -268,9 +286,7 @@ def new_multispec(model):
     return output
 
 
-def spectrum_entry(
-    slit, inputs, spectrum, *, pathloss, apply_pathloss, aperture_fraction=None, in_slit=None
-):
+def spectrum_entry(slit, inputs, result, *, apply_pathloss):
     """The spectrum of one source, as a ``SpecModel`` entry.
 
     Parameters
@@ -278,20 +294,12 @@ def spectrum_entry(
     slit : SlitModel
         The rectified slit (its identity is copied).
     inputs : ExtractionInputs
-    spectrum : OptimalSpectrum or BoxSpectrum
-        Flux in the data unit times pixels; a `BoxSpectrum` also fills the
-        ``BACKGROUND`` columns and the aperture's rows.
-    pathloss : numpy.ndarray or None
-        Fraction of the source's flux the extraction holds, per wavelength:
-        the slit transmission (times, for a box, the profile inside the
-        aperture); None: not known.
+    result : SourceExtraction
+        The kernel's extraction: its spectrum (data unit times pixels; a box
+        also fills the ``BACKGROUND`` columns and the aperture's rows), the
+        in-slit fraction, path loss and flux-scale error.
     apply_pathloss : bool
-        Divide ``FLUX`` and its variances by ``pathloss``.
-    aperture_fraction : numpy.ndarray, optional
-        Box extraction: the fraction of the profile inside the aperture.
-    in_slit : numpy.ndarray, optional
-        Fraction of ``spectrum``'s flux (infinite slit) on the illuminated
-        slit: FLUX is the in-slit flux, divided by ``pathloss`` if applied.
+        Divide ``FLUX`` and its variances by the path loss.
 
     Returns
     -------
@@ -299,6 +307,7 @@ def spectrum_entry(
         One entry of a ``MultiSpecModel``'s ``spec`` (a ``SpecModel`` costs
         25 ms to create and fill, more than the extraction).
     """
+    spectrum, pathloss, in_slit = result.spectrum, result.pathloss, result.in_slit
     scale = inputs.to_jy if in_slit is None else inputs.to_jy * np.asarray(in_slit)
     flux, variances = corrected_flux(
         spectrum.flux * scale,
@@ -339,8 +348,9 @@ def spectrum_entry(
         x_offset_arcsec=inputs.x_offset_arcsec,
         slit_width_arcsec=inputs.slit_width_arcsec,
         profile_origin=inputs.profile_origin,
-        aperture_profile_fraction=_listed(aperture_fraction),
+        aperture_profile_fraction=_listed(result.aperture_fraction),
         in_slit_fraction=_listed(in_slit),
+        flux_scale_error=_listed(result.flux_scale_error),
     )
     spec.instance.update(extras.to_tree())
     return spec

@@ -213,7 +213,11 @@ def _deleted_residuals(d, p, variance, information, flux):
     # in a bin holding most of a faint source's information inflates F̂, and an
     # allowance on F̂ P_i would hide the hit and blame its neighbours instead
     others = (np.nan_to_num(flux) * total_information)[None, :] - p * d / variance
-    flux_without = others / np.maximum(total_information[None, :] - information, 1e-300)
+    remaining = total_information[None, :] - information
+    # a bin that holds (nearly) all of a column's information has no others to
+    # be judged against: no allowance from them
+    alone = remaining <= 1e-9 * np.maximum(total_information[None, :], 1e-300)
+    flux_without = np.where(alone, 0.0, others / np.where(alone, 1.0, remaining))
     allowance = kept_share * _PROFILE_TOLERANCE * flux_without * p
     model = np.nan_to_num(flux)[None, :] * p
     return (d - model) / np.sqrt(variance * kept_share + allowance**2)

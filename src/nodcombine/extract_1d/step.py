@@ -109,15 +109,7 @@ class OptimalExtract1dStep(NodcombineStep):
         for level, note in result.notes:
             log.log(level, "%s: %s", inputs.label, note)
         self._log_spectrum(inputs, result)
-        return io.spectrum_entry(
-            slit,
-            inputs,
-            result.spectrum,
-            pathloss=result.pathloss,
-            apply_pathloss=self.apply_pathloss,
-            aperture_fraction=result.aperture_fraction,
-            in_slit=result.in_slit,
-        )
+        return io.spectrum_entry(slit, inputs, result, apply_pathloss=self.apply_pathloss)
 
     def _aperture(self):
         """The box aperture of the step's parameters."""

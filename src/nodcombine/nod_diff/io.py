@@ -299,7 +299,7 @@ def _jwst_pathloss_undo(ref):
     return undo_jwst_factor(values, multiplied=miri)
 
 
-def write_source(inputs, result, *, mask_flags):
+def write_source(inputs, result, *, mask_flags, error_scale=None):
     """Write the nod differences into each member slit, on its own cutout.
 
     Parameters
@@ -310,6 +310,8 @@ def write_source(inputs, result, *, mask_flags):
         Its output.
     mask_flags : numpy.ndarray of uint32, shape of ``inputs.stack.data``
         DQ bits for pixels removed by masks (failed-open, stuck, bar, edge).
+    error_scale : ErrorScale, optional
+        Measured and applied error scale of each member, for its record.
     """
     stack = inputs.stack
     flags = mask_flags.copy()
@@ -333,12 +335,23 @@ def write_source(inputs, result, *, mask_flags):
                 c: stack.to_cutout(result.ref_variances[c], k) for c in VARIANCE_COMPONENTS
             },
             nod_separation=result.nod_separation,
+            **_error_scale_fields(error_scale, k),
         )
         if inputs.pixel_wavelengths[k] is not None:
             write_array(slit, "wavelength", inputs.pixel_wavelengths[k].astype(np.float32))
         # not in the SlitModel schema: kept in the ASDF extension on save
         slit.instance.update(record.to_tree())
         slit.instance.update(inputs.geometries[k].to_tree())
+
+
+def _error_scale_fields(error_scale, k):
+    """The `NodSlitRecord` fields of member ``k``'s error scale (none without one)."""
+    if error_scale is None:
+        return {}
+    return {
+        "error_scale_measured": float(error_scale.measured[k]),
+        "error_scale_applied": float(error_scale.applied[k]),
+    }
 
 
 def write_skipped(slits, reason):

@@ -6,16 +6,9 @@ from functools import partial
 from nodcombine.errors import InputError
 from nodcombine.modelio import open_visit
 from nodcombine.nod_diff import io
+from nodcombine.nod_diff import noddiff as nd
+from nodcombine.nod_diff.errorscale import error_scale_setting, nod_difference_with_error_scale
 from nodcombine.nod_diff.masks import mask_pixels
-from nodcombine.nod_diff.noddiff import (
-    DEFAULT_N_SIGMA_OUTLIER,
-    DEFAULT_OUTLIER_ITERATIONS,
-    DEFAULT_OUTLIER_MODEL_FRACTION,
-    POSITION_KEYS,
-    check_partners,
-    label_positions,
-    nod_difference,
-)
 from nodcombine.stepbase import NodcombineStep
 from nodcombine.visit import slits_of
 
@@ -31,22 +24,25 @@ class NodDiffStep(NodcombineStep):
     exposures at the other nod positions, with ``var_poisson``, ``var_rnoise``
     and ``var_flat`` propagated, masked pixels (DQ, failed-open and stuck-closed
     shutters, bar shadows, slit edges) left out and cosmic rays missed by jump
-    detection found by comparing the exposures.
+    detection found by comparing the exposures.  Each exposure's errors are
+    scaled by the factor its differences scatter beyond them off the source
+    (``error_scale``).
     """
 
     class_alias = "nod_diff"
 
     spec = f"""
     output_use_model = boolean(default=True)  # name each _nod product after its input exposure
-    position_key = option({", ".join(repr(k) for k in POSITION_KEYS)}, default='auto')  # metadata that identifies nod positions; auto = dither offset along the slit
+    position_key = option({", ".join(repr(k) for k in nd.POSITION_KEYS)}, default='auto')  # metadata that identifies nod positions; auto = dither offset along the slit
     position_tolerance = float(default=0.1, min=0)  # arcsec: offsets closer than this are one nod position
-    n_sigma_outlier = float(default={DEFAULT_N_SIGMA_OUTLIER}, min=0)  # cross-exposure outlier threshold in sigma; 0 disables
-    outlier_model_fraction = float(default={DEFAULT_OUTLIER_MODEL_FRACTION}, min=0)  # fraction of the source model's local spectral structure (lines) added to the outlier threshold
-    outlier_iterations = integer(default={DEFAULT_OUTLIER_ITERATIONS}, min=1)  # rounds of outlier rejection
+    n_sigma_outlier = float(default={nd.DEFAULT_N_SIGMA_OUTLIER}, min=0)  # cross-exposure outlier threshold in sigma; 0 disables
+    outlier_model_fraction = float(default={nd.DEFAULT_OUTLIER_MODEL_FRACTION}, min=0)  # fraction of the source model's local spectral structure (lines) added to the outlier threshold
+    outlier_iterations = integer(default={nd.DEFAULT_OUTLIER_ITERATIONS}, min=1)  # rounds of outlier rejection
     failed_open_dilation = integer(default=1, min=0)  # pixels by which to grow the MSA_FAILED_OPEN mask
     min_bar = float(default=0.4, min=0, max=1)  # bar-shadow throughput below which pixels are masked
     edge_pixels = integer(default=1, min=0)  # pixels along the slit masked next to the slit edges
     stuck_threshold = float(default=0.3, min=0, max=1)  # MOS: shutter/slitlet light ratio below which a shutter is stuck closed; 0 disables
+    error_scale = string(default='auto')  # factor on each exposure's errors: auto = the one measured off the source where > 1, none = measure only, or a positive number
     """  # noqa: E501
 
     def process(self, input_data):
@@ -62,6 +58,7 @@ class NodDiffStep(NodcombineStep):
         ModelContainer
             One model per exposure with the differences (suffix ``_nod``).
         """
+        setting = error_scale_setting(self.error_scale)  # refused before any work
         container = open_visit(input_data)
         if container is None:
             container = self.prepare_output(input_data)
@@ -75,8 +72,8 @@ class NodDiffStep(NodcombineStep):
         visit_labels = self._labels(io.exposure_positions(container, self.position_key))
         done = 0
         for g in groups:
-            skip = partial(io.skip_group, g)
-            done += bool(self.per_source(g.label, partial(self._difference, g, visit_labels), skip))
+            work = partial(self._difference, g, visit_labels, setting)
+            done += bool(self.per_source(g.label, work, partial(io.skip_group, g)))
         # COMPLETE for an exposure with at least one differenced slit
         return self.record_status(container, io.exposure_status, (done, len(groups)), "differenced")
 
@@ -87,11 +84,11 @@ class NodDiffStep(NodcombineStep):
     def _labels(self, values):
         if values is None:
             return None
-        return label_positions(
+        return nd.label_positions(
             values, position_key=self.position_key, tolerance=self.position_tolerance
         )
 
-    def _difference(self, group, visit_labels):
+    def _difference(self, group, visit_labels, setting):
         """Difference one source and write the result on its slits."""
         if visit_labels is None:  # positions from the slits' shutter states
             labels = self._labels(io.read_positions(group.members, self.position_key))
@@ -101,7 +98,7 @@ class NodDiffStep(NodcombineStep):
         for ref, err in members.skipped:
             log.warning("SKIPPED %s", err)
             io.write_skipped([ref.slit], str(err))
-        check_partners(members.positions, self.position_key)
+        nd.check_partners(members.positions, self.position_key)
         inputs = io.read_source(members, with_shutters=self.stuck_threshold > 0)
         usable, flags, stuck = mask_pixels(
             inputs.stack.data,
@@ -118,10 +115,11 @@ class NodDiffStep(NodcombineStep):
         )
         if inputs.trace_rows is None and self.n_sigma_outlier > 0:
             log.warning("%s: no predicted trace from the WCS; outlier rejection off", group.label)
-        result = nod_difference(
+        result, scale = nod_difference_with_error_scale(
             inputs.stack.data,
             inputs.stack.variances,
             inputs.positions,
+            error_scale=setting,
             usable=usable,
             trace_rows=inputs.trace_rows,
             n_sigma_outlier=self.n_sigma_outlier,
@@ -129,7 +127,9 @@ class NodDiffStep(NodcombineStep):
             outlier_iterations=self.outlier_iterations,
             wavelengths=inputs.wavelengths,
         )
-        io.write_source(inputs, result, mask_flags=flags)
+        io.write_source(inputs, result, mask_flags=flags, error_scale=scale)
+        for ref, line in zip(inputs.stack.members, scale.describe(), strict=True):
+            log.info("%s: %s", ref.label, line)
         for shutter in stuck:
             log.info("%s: shutter %d of the slitlet is stuck closed", group.label, shutter)
         log.info(

@@ -161,7 +161,10 @@ def read_source(members):
     wavelength = stack.place([_pixel_wavelength(ref) for ref in members])
     # each exposure's own image; the illuminated slit is where jwst gives the
     # pixels a wavelength (assign_wcs leaves those off the slit NaN)
-    positive = pixel_fraction(source.along, centre, sigma)
+    halo = (record.halo_fraction or 0.0, record.halo_scale or 1.0)
+    positive = (1.0 - halo[0]) * pixel_fraction(source.along, centre, sigma)
+    if halo[0] > 0:
+        positive = positive + halo[0] * pixel_fraction(source.along, centre, halo[1] * sigma)
     return RectifyInputs(
         source=source,
         record=record,
@@ -306,6 +309,7 @@ def rectified_slit(inputs, image, *, weight_type):
         in_slit_fraction=columns_on_grid(
             image.wavelength, inputs.source.wavelengths, inputs.in_slit
         ),
+        halo=(inputs.record.halo_fraction or 0.0, inputs.record.halo_scale or 1.0),
         weight_type=weight_type,
         linear_grid=inputs.linear,
         members=tuple(ref.label for ref in inputs.source.members),

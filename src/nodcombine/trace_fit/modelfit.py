@@ -20,6 +20,8 @@ __all__ = ["choose_model", "fit_limit"]
 log = logging.getLogger(__name__)
 
 _MAX_CLIPPED = 0.03  # a model that needs more pixels rejected than this does not fit
+_MAX_HALO_FRACTION = 0.8  # of the flux in the halo
+_HALO_SCALE = (1.3, 8.0)  # halo sigma over core sigma
 
 
 def fit_limit(geom, settings):
@@ -31,38 +33,45 @@ def choose_model(geom, cdata, base, start, snr, settings):
     """The model the data choose, fitted: ``(model, theta, errors, covariance, clipped)``.
 
     The offset polynomial starts at the highest degree the S/N allows
-    (``degree_snr``) with a constant width², falling back to lower degrees if
-    a fit reaches a bound.  The width² polynomial then grows one degree at a
-    time (as far as ``width_snr`` allows) and the offset degree shrinks, each
+    (``degree_snr``) with a constant width², falling back to lower degrees,
+    then to richer width laws, if a fit reaches a bound or clips too much.
+    The width² polynomial then grows one degree at a time (as far as
+    ``width_snr`` allows), a halo is tried and the offset degree shrinks, each
     step kept only if it lowers the Bayesian information criterion: a new
     parameter must lower the objective (χ² and priors) by more than ``ln N``,
-    ``N`` the number of residuals; a parameter dropped must cost less.
+    ``N`` the number of residuals, in units of the accepted model's χ²/dof when
+    that exceeds 1 (a quasi-likelihood criterion: understated variances must
+    not buy parameters); a parameter dropped must cost less.
     Candidates are compared on the same pixels (those the first fit kept); a
     final fit with rejection rounds confirms the choice.
     """
     top = int(np.sum(snr >= np.asarray(settings.degree_snr))) if base.degree >= 0 else -1
-    for degree in range(top, base.degree - 1, -1):
-        first = base.grown(degree=degree)
+    max_width = settings.max_width_degree if snr >= settings.width_snr else 0
+    # a bright source far from a constant width² clips too much with it: richer
+    # width laws are tried as starting points before giving up
+    starts = [(w, d) for w in range(max_width + 1) for d in range(top, base.degree - 1, -1)]
+    for width_degree, degree in starts:
+        first = base.grown(degree=degree, width_degree=width_degree)
         fitted = _fit_model(geom, cdata, first, start, settings)
         if fitted is not None:
             break
     else:
         return None
     penalty = np.log(max(cdata.n_entries, 2))
-    max_width = settings.max_width_degree if snr >= settings.width_snr else 0
-    steps = [{"width_degree": w} for w in range(1, max_width + 1)]
+    steps = [{"width_degree": w} for w in range(first.width_degree + 1, max_width + 1)]
+    steps += [{"halo": True}] if snr >= settings.halo_snr else []
     steps += [{"degree": d} for d in range(first.degree - 1, base.degree - 1, -1)]
     data = without_entries(cdata, fitted[3])
     current, theta = first, fitted[0]
-    score = ProfileObjective(geom, data, current, settings).objective(theta)
+    score, dispersion = _score(geom, data, current, theta, settings)
     for step in steps:
         model = current.grown(**step)
         trial = _fit_once(geom, data, model, model.embed(theta, current), settings)
         if trial is None:
             continue
-        trial_score = ProfileObjective(geom, data, model, settings).objective(trial)
-        if score - trial_score > penalty * (len(model.names) - len(current.names)):
-            current, theta, score = model, trial, trial_score
+        trial_score, trial_dispersion = _score(geom, data, model, trial, settings)
+        if (score - trial_score) / dispersion > penalty * (len(model.names) - len(current.names)):
+            current, theta, score, dispersion = model, trial, trial_score, trial_dispersion
     if current is not first:
         final = _fit_model(geom, cdata, current, theta, settings)
         if final is not None:
@@ -70,16 +79,35 @@ def choose_model(geom, cdata, base, start, snr, settings):
     return first, *fitted
 
 
+def _score(geom, data, model, theta, settings):
+    """The objective (χ² and priors) at ``theta``, and the scatter it implies.
+
+    The scatter, χ²/dof when above 1, is the unit Δχ² are counted in (a
+    quasi-likelihood criterion): understated variances (real ``_cal`` files
+    give χ²/dof ~1.6) must not buy parameters.  It is the accepted model's: a
+    model that misses the profile's shape inflates χ² by its misfit, not noise.
+    """
+    objective = ProfileObjective(geom, data, model, settings)
+    score = objective.objective(theta)
+    return score, max(1.0, score / max(objective.dof(theta), 1))
+
+
 def _bounds(geom, model, settings):
     """Lower and upper bounds of every parameter of ``model``."""
     limit = fit_limit(geom, settings)
-    min_s2 = -0.5 * float(np.min(geom.sigma_psf)) ** 2
+    # s² may go as far below 0 as the widest PSF of the band: a source that is
+    # narrower than the PSF law somewhere (a constant width) must not sit on a
+    # bound; the floor of the total width (`total_sigma2`) keeps it positive
+    min_s2 = -(float(np.max(geom.sigma_psf)) ** 2)
     max_s2 = settings.max_source_sigma**2
     lower = [-limit] * model.n_offset
     upper = [limit] * model.n_offset
     if model.width_free:
         lower += [min_s2] + [-max_s2] * model.width_degree
         upper += [max_s2] + [max_s2] * model.width_degree
+    if model.halo:
+        lower += [0.0, _HALO_SCALE[0]]
+        upper += [_MAX_HALO_FRACTION, _HALO_SCALE[1]]
     return np.array(lower), np.array(upper)
 
 
@@ -100,7 +128,7 @@ def _fit_once(geom, data, model, theta, settings):
         bounds=(lower, upper),
         x_scale="jac",
     )
-    if result.status <= 0 or np.any(result.active_mask != 0):
+    if result.status < 0 or np.any(result.active_mask != 0):
         return None
     return result.x
 
@@ -142,7 +170,7 @@ def _fit_model(geom, cdata, model, start, settings):
             x_scale="jac",
         )
         theta = result.x
-        if result.status <= 0 or np.any(result.active_mask != 0):
+        if result.status < 0 or np.any(result.active_mask != 0):
             # a profile held at a bound would otherwise reject the pixels it
             # cannot reach and creep back inside
             log.debug("model %s rejected: status %d, at bound", model.names, result.status)

@@ -33,18 +33,24 @@ class ProfileModel:
         The source width² when it is not fitted, pixels².
     width_prior : tuple of (float, float) or None
         Gaussian prior (centre, width) on the constant term of ``s²``, pixels².
+    halo : bool
+        A second, wider Gaussian with the same centre: the profile is
+        ``(1 − f) G(σ) + f G(kσ)``, ``f`` and ``k`` fitted (the last two
+        parameters) — the wings of a real PSF or an extended galaxy.
     """
 
     degree: int
     width_degree: int = -1
     fixed_sigma2: float = 0.0
     width_prior: tuple | None = None
+    halo: bool = False
     names: tuple = field(init=False)
 
     def __post_init__(self):
         names = tuple(f"a{k}" for k in range(self.degree + 1))
         widths = tuple(f"b{k}" for k in range(self.width_degree + 1))
-        object.__setattr__(self, "names", names + widths)
+        halo = ("halo_fraction", "halo_scale") if self.halo else ()
+        object.__setattr__(self, "names", names + widths + halo)
 
     @property
     def width_free(self):
@@ -60,16 +66,22 @@ class ProfileModel:
         """Offset coefficients and width² coefficients of a parameter vector."""
         theta = np.asarray(theta, dtype=float)
         coeffs = theta[: self.n_offset]
-        widths = theta[self.n_offset :] if self.width_free else np.array([self.fixed_sigma2])
+        end = self.n_offset + self.width_degree + 1
+        widths = theta[self.n_offset : end] if self.width_free else np.array([self.fixed_sigma2])
         return coeffs, widths
 
-    def grown(self, *, degree=None, width_degree=None):
-        """The same model with a higher offset or width degree."""
+    def halo_of(self, theta):
+        """``(f, k)``: the halo's flux fraction and width over the core's; (0, 1) without."""
+        return (float(theta[-2]), float(theta[-1])) if self.halo else (0.0, 1.0)
+
+    def grown(self, *, degree=None, width_degree=None, halo=None):
+        """The same model with another offset or width degree, or a halo."""
         return ProfileModel(
             self.degree if degree is None else degree,
             self.width_degree if width_degree is None else width_degree,
             self.fixed_sigma2,
             self.width_prior,
+            self.halo if halo is None else halo,
         )
 
     def embed(self, theta, other):
@@ -84,6 +96,9 @@ class ProfileModel:
         if self.width_free:
             m = min(widths.size, self.width_degree + 1)
             out[self.n_offset : self.n_offset + m] = widths[:m]
+        if self.halo:
+            # a new halo starts as a fifth of the flux in a profile three times wider
+            out[-2:] = other.halo_of(theta) if other.halo else (0.2, 3.0)
         return out
 
 

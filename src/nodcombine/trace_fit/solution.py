@@ -30,6 +30,9 @@ class TraceFitSettings:
         chosen (by the BIC).
     max_width_degree : int
         Highest degree of the source width² polynomial in wavelength.
+    halo_snr : float
+        From this S/N a halo (a second, wider Gaussian) may be added, if the
+        BIC takes it.
     width_prior_arcsec, width_prior_sigma_arcsec : float
         Gaussian prior on the intrinsic source width (sigma) of a compact
         source and its spread, arcsec; it holds the width of faint sources
@@ -57,7 +60,8 @@ class TraceFitSettings:
     min_snr: float = 10.0
     width_snr: float = 20.0
     degree_snr: tuple = (40.0, 80.0)
-    max_width_degree: int = 2
+    max_width_degree: int = 3
+    halo_snr: float = 50.0
     width_prior_arcsec: float = 0.08
     width_prior_sigma_arcsec: float = 0.08
     max_offset: float = 3.0
@@ -105,6 +109,8 @@ class ForcedProfile:
         Where the profile comes from, for the log.
     coeffs_err, width_coeffs_err : numpy.ndarray, optional
         Errors of ``coeffs`` and ``width_coeffs``, carried into the solution.
+    halo : tuple of (float, float)
+        The halo's flux fraction and relative width.
     """
 
     coeffs: np.ndarray
@@ -113,6 +119,7 @@ class ForcedProfile:
     label: str = ""
     coeffs_err: np.ndarray | None = None
     width_coeffs_err: np.ndarray | None = None
+    halo: tuple = (0.0, 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +149,9 @@ class TraceSolution:
         total width being ``σ² = σ_PSF² + s²``, and their 1σ errors.
     width_covariance : numpy.ndarray, shape (width_degree + 1, width_degree + 1)
         Their covariance (for the width's error at each wavelength).
+    halo_fraction, halo_scale : float
+        The halo's share of the flux and its width over the core's (0 and 1:
+        no halo).
     chi2 : float
         χ² of the final fit (no Huber down-weighting).
     dof : int
@@ -172,6 +182,8 @@ class TraceSolution:
     width_coeffs: np.ndarray
     width_coeffs_err: np.ndarray
     width_covariance: np.ndarray
+    halo_fraction: float
+    halo_scale: float
     chi2: float
     dof: int
     centre: np.ndarray
@@ -242,4 +254,5 @@ def transfer_profile(solution, *, scale_ratio, label=""):
         label=label,
         coeffs_err=np.asarray(solution.coeffs_err, dtype=float) * scale_ratio,
         width_coeffs_err=np.asarray(solution.width_coeffs_err, dtype=float) * scale_ratio**2,
+        halo=(solution.halo_fraction, solution.halo_scale),
     )

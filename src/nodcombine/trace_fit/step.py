@@ -46,6 +46,7 @@ class TraceFitStep(NodcombineStep):
     huber_scale = float(default={_DEFAULTS.huber_scale}, min=0.5)  # residual (sigma) beyond which the loss grows linearly
     clip_sigma = float(default={_DEFAULTS.clip_sigma}, min=2)  # residual (sigma) beyond which a pixel is rejected before refitting
     max_width_degree = integer(default={_DEFAULTS.max_width_degree}, min=0, max=3)  # highest degree in wavelength of the source width² polynomial (the BIC chooses up to it)
+    halo_snr = float(default={_DEFAULTS.halo_snr}, min=0)  # S/N from which a halo (a second, wider Gaussian: PSF wings, galaxy envelopes) may be added if the BIC takes it
     width_prior_arcsec = float(default={_DEFAULTS.width_prior_arcsec}, min=0)  # arcsec: intrinsic width (sigma) a compact source is expected to have: the prior that holds faint sources' widths
     width_prior_sigma_arcsec = float(default={_DEFAULTS.width_prior_sigma_arcsec}, min=0.001)  # arcsec: spread of that prior
     block_snr = float(default={_DEFAULTS.block_snr}, min=0.1)  # S/N per exposure a flux block reaches: faint spectra share fluxes over neighbouring columns while the profile is fitted

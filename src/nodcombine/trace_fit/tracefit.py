@@ -247,6 +247,7 @@ class _Outcome:
     width_coeffs_err: np.ndarray
     width_covariance: np.ndarray
     clipped: np.ndarray
+    halo: tuple = (0.0, 1.0)
 
 
 def _fixed_profile(geom, cdata, centre, s2, outcome, snr=None, snr_column=None):
@@ -255,7 +256,7 @@ def _fixed_profile(geom, cdata, centre, s2, outcome, snr=None, snr_column=None):
     Without ``snr`` the S/N is measured with this profile.
     """
     sigma2, _ = total_sigma2(geom.sigma_psf, s2)
-    profile = profile_only(geom, centre, sigma2)
+    profile = profile_only(geom, centre, sigma2, outcome.halo)
     data = without_entries(cdata, outcome.clipped)
     evaluation = evaluate_profile(data, profile)
     if snr is None:
@@ -281,6 +282,8 @@ def _fixed_profile(geom, cdata, centre, s2, outcome, snr=None, snr_column=None):
         width_coeffs=np.asarray(outcome.width_coeffs, dtype=float),
         width_coeffs_err=np.asarray(outcome.width_coeffs_err, dtype=float) * inflation,
         width_covariance=np.asarray(outcome.width_covariance, dtype=float) * inflation**2,
+        halo_fraction=float(outcome.halo[0]),
+        halo_scale=float(outcome.halo[1]),
         chi2=chi2,
         dof=int(dof),
         centre=np.where(geom.known, centre, np.nan),
@@ -296,7 +299,7 @@ def _fixed_profile(geom, cdata, centre, s2, outcome, snr=None, snr_column=None):
 def _describe(model, snr):
     """The chosen model in words, for the log and the record."""
     centre = f"offset degree {model.degree}" if model.degree >= 0 else "predicted centre (faint)"
-    width = f"width² degree {model.width_degree}"
+    width = f"width² degree {model.width_degree}" + (" with a halo" if model.halo else "")
     prior = ", width prior" if model.width_prior is not None else ""
     return f"S/N {snr:.1f}: {centre}, {width}{prior}"
 
@@ -311,9 +314,10 @@ def _fitted_solution(geom, cdata, model, theta, errors, covariance, clipped, snr
         coeffs,
         errors[:n],
         widths,
-        errors[n:],
-        covariance[n:, n:],
+        errors[n : n + widths.size],
+        covariance[n : n + widths.size, n : n + widths.size],
         clipped,
+        model.halo_of(theta),
     )
     centre, s2 = centre_and_width2(geom.t, model, theta)
     return _fixed_profile(geom, cdata, centre, s2, outcome, snr, snr_column)
@@ -357,5 +361,6 @@ def _forced_solution(geom, cdata, forced):
         width_errors,
         np.diag(np.asarray(width_errors, dtype=float) ** 2),
         none,
+        tuple(forced.halo),
     )
     return _fixed_profile(geom, cdata, centre, s2, outcome)

@@ -66,9 +66,15 @@ def profile_images(geom, centre, sigma2):
     return pixel_integrated_gaussian(geom.along, centre[:, None, :], sigma[:, None, :])
 
 
-def profile_only(geom, centre, sigma2):
-    """`profile_images` without the derivatives."""
-    return pixel_fraction(geom.along, centre[:, None, :], np.sqrt(sigma2)[:, None, :])
+def profile_only(geom, centre, sigma2, halo=(0.0, 1.0)):
+    """Unit profiles without derivatives: core, plus a halo ``(f, k)`` if ``f`` > 0."""
+    sigma = np.sqrt(sigma2)[:, None, :]
+    core = pixel_fraction(geom.along, centre[:, None, :], sigma)
+    fraction, scale = halo
+    if fraction == 0.0:
+        return core
+    wide = pixel_fraction(geom.along, centre[:, None, :], scale * sigma)
+    return (1.0 - fraction) * core + fraction * wide
 
 
 class ProfileObjective:
@@ -93,18 +99,29 @@ class ProfileObjective:
     def _unit_profile(self, theta):
         """Unit profiles at ``theta``, without derivatives."""
         centre, sigma2, _ = self.centre_and_sigma2(theta)
-        return profile_only(self.geom, centre, sigma2)
+        return profile_only(self.geom, centre, sigma2, self.model.halo_of(theta))
 
     def _profile(self, theta):
         """Unit profiles and their derivatives with respect to ``theta``."""
         centre, sigma2, floored = self.centre_and_sigma2(theta)
-        profile, d_centre, d_sigma = profile_images(self.geom, centre, sigma2)
+        fraction, scale = self.model.halo_of(theta)
+        core, d_centre, d_sigma = profile_images(self.geom, centre, sigma2)
+        profile = core
+        if self.model.halo:
+            wide, w_centre, w_sigma = profile_images(self.geom, centre, scale**2 * sigma2)
+            profile = (1.0 - fraction) * core + fraction * wide
+            d_centre = (1.0 - fraction) * d_centre + fraction * w_centre
+            # the halo's sigma is k σ: d/dσ = k ∂/∂(kσ), d/dk = σ ∂/∂(kσ)
+            d_halo = [wide - core, fraction * np.sqrt(sigma2)[:, None, :] * w_sigma]
+            d_sigma = (1.0 - fraction) * d_sigma + fraction * scale * w_sigma
         derivs = [d_centre * self.basis[:, None, :, k] for k in range(self.model.n_offset)]
         if self.model.width_free:
             d_s2 = np.where(floored, 0.0, 1.0 / (2.0 * np.sqrt(sigma2)))[:, None, :] * d_sigma
             derivs += [
                 d_s2 * self.width_basis[:, None, :, k] for k in range(self.model.width_degree + 1)
             ]
+        if self.model.halo:
+            derivs += d_halo
         return profile, np.stack(derivs)
 
     def _prior_terms(self, theta):
@@ -155,6 +172,12 @@ class ProfileObjective:
     def jacobian(self, theta):
         """Derivative of `residuals` with respect to ``theta``."""
         return np.vstack([self.evaluate(theta).jacobian, self._prior_jacobian()])
+
+    def dof(self, theta):
+        """Residuals less the per-pixel skies, the fluxes and the parameters."""
+        evaluation = self.evaluate(theta)
+        n_fluxes = int(np.isfinite(evaluation.block_amplitudes).sum())
+        return self.data.n_entries - self.data.n_constraints - n_fluxes - len(self.model.names)
 
     def objective(self, theta):
         """``Σ residuals²`` including the priors, without a robust loss (to compare models)."""
