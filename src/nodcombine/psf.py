@@ -103,15 +103,16 @@ def total_sigma_arcsec(instrument, wavelength_um, source_sigma2_pix2, pixel_scal
 def width_error(wavelength_um, wave_range_um, covariance, sigma):
     """1σ error of the total width where the width² is a fitted Legendre series.
 
-    ``σ² = σ_PSF² + Σ b_k L_k(t)``, ``t`` the wavelength scaled to −1 … 1 over
-    ``wave_range_um``: ``Var(σ²) = L(t)ᵀ C L(t)`` and ``δσ = √Var / 2σ``.
+    The total width² is σ_PSF² + Σ_k b_k L_k(t), with t the wavelength scaled to
+    −1 … 1 over ``wave_range_um``; its variance is L(t)ᵀ C L(t), and the width's
+    error is the square root of that over 2σ.
 
     Parameters
     ----------
     wavelength_um : numpy.ndarray
     wave_range_um : tuple of float
     covariance : numpy.ndarray, shape (k, k)
-        Covariance of the coefficients ``b``, in the units of ``sigma``².
+        Covariance of the coefficients ``b``, in the units of ``sigma`` squared.
     sigma : numpy.ndarray
         Total width at ``wavelength_um``.
 
