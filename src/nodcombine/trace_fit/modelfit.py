@@ -151,21 +151,24 @@ def _fit_model(geom, cdata, model, start, settings):
             theta[model.n_offset] = start[1]
     theta = _inside(theta, lower, upper)
     clipped = np.zeros(cdata.active.shape, dtype=bool)
-    for _ in range(settings.iterations):
+    for round_ in range(settings.iterations):
         data = without_entries(cdata, clipped)
         objective = ProfileObjective(geom, data, model, settings)
         # residuals of an exposure are whitened against the pixel's sky: their
         # std is sqrt(1 - w/W) (0.71 for A-B), so scale the Huber corner to σ.
         # With flux blocks the residuals also hold the spectrum's structure
-        # inside a block, which a robust loss would take for outliers: the
-        # rejection below (on per-column residuals) then does that job alone.
+        # inside a block, which a robust loss would take for outliers: after a
+        # first robust round (which keeps unflagged cosmic rays from pulling
+        # the trace before any is rejected) the rejection below, on per-column
+        # residuals, does that job alone.
         spread = residual_spread(data)
+        robust = geom.blocks is None or round_ == 0
         result = least_squares(
             objective.residuals,
             theta,
             jac=objective.jacobian,
             bounds=(lower, upper),
-            loss="huber" if geom.blocks is None else "linear",
+            loss="huber" if robust else "linear",
             f_scale=settings.huber_scale * float(np.median(spread[data.active])),
             x_scale="jac",
         )

@@ -54,6 +54,7 @@ from nodcombine.trace_fit.tracemodel import (
     difference_model,
     prepare_trace,
     profile_only,
+    residual_spread,
     without_entries,
 )
 
@@ -168,9 +169,13 @@ def _scan(geom, cdata, settings):
     offsets = np.arange(-limit, limit + 1e-9, _SCAN_STEP)
     widths2 = [w**2 for w in _SCAN_WIDTHS if w <= settings.max_source_sigma]
 
+    # residuals beyond the clip count as the clip: the scan is as robust to
+    # unflagged cosmic rays as the fit that starts from it
+    cap = settings.clip_sigma * float(np.median(residual_spread(cdata)[cdata.active]))
+
     def scanned(offset, s2):
         objective = ProfileObjective(geom, cdata, ProfileModel(0, -1, s2), settings)
-        return objective.value(np.array([offset]))
+        return objective.value(np.array([offset]), cap)
 
     def chi2(offset, s2):
         return scanned(offset, s2)[1]

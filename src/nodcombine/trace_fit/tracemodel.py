@@ -149,14 +149,17 @@ class ProfileObjective:
             self._key = key
         return self._value
 
-    def value(self, theta):
-        """`ProfileEvaluation` without a Jacobian and the objective ``Σ residuals²``.
+    def value(self, theta, cap=np.inf):
+        """`ProfileEvaluation` without a Jacobian and the objective ``Σ min(residual², cap²)``.
 
-        For scans: no derivatives are computed, nothing is cached.
+        For scans: no derivatives are computed, nothing is cached.  A finite
+        ``cap`` bounds what one pixel can add (an unflagged cosmic ray must not
+        pull the scan onto itself).
         """
         evaluation = evaluate_profile(self.data, self._unit_profile(theta), blocks=self.geom.blocks)
         prior = self._prior_terms(theta)
-        return evaluation, float(evaluation.residuals @ evaluation.residuals + prior @ prior)
+        squares = np.minimum(evaluation.residuals**2, cap**2)
+        return evaluation, float(squares.sum() + prior @ prior)
 
     def column_residuals(self, theta):
         """Residuals with a flux per column, whatever the blocks.
