@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench bench-trace bench-extract lint docs install clean
+.PHONY: demo test test-slow bench bench-trace bench-extract bench-profiles lint docs install clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_nod_diff.py
 	$(BIN)/python benchmarks/bench_trace_fit.py
 	$(BIN)/python benchmarks/bench_extract.py
+	$(BIN)/python benchmarks/bench_profiles.py
+
+bench-profiles: $(STAMP)
+	$(BIN)/python benchmarks/bench_profiles.py
 
 bench-extract: $(STAMP)
 	$(BIN)/python benchmarks/bench_extract.py

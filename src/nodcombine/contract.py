@@ -6,11 +6,10 @@ in the ASDF extension of the FITS file, so they survive save and open.  Each
 entry is written and read only through the frozen records below
 (``to_tree``/``from_tree``); no other module spells a key.
 
-The table of every key (record, written by, read by) is in ``docs/architecture.md``.
-Per-pixel arrays lie on the slit's own cutout, oriented like its ``data``;
-1-D arrays run along the cutout's dispersion pixels (x, or y for MIRI LRS).
-Pure Python and numpy: the adapters hand a record a slit's (or spectrum's)
-``instance`` dict and put its ``to_tree()`` into it.
+Every key's record, writer and readers: ``docs/architecture.md``.  Per-pixel
+arrays lie on the slit's cutout, oriented like its ``data``; 1-D arrays run along
+its dispersion pixels (x, or y for MIRI LRS).  Pure Python and numpy: adapters
+hand a record an ``instance`` dict and put its ``to_tree()`` into it.
 """
 
 import math
@@ -65,10 +64,9 @@ def _to_node(record):
 
 def _from_node(cls, node):
     """A record of flat fields from its tree entry (lists back to tuples); None if absent."""
-    if not node:
-        return None
     known = {f.name for f in fields(cls)}
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in node.items() if k in known})
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in (node or {}).items()}
+    return cls(**{k: v for k, v in values.items() if k in known}) if node else None
 
 
 def skipped(reason):
@@ -76,7 +74,7 @@ def skipped(reason):
     return f"{SKIPPED}: {reason}"
 
 
-def _array(tree, key):
+def _array(tree, key):  # a stored list or array as floats; None if absent
     return None if tree.get(key) is None else np.asarray(tree[key], dtype=float)
 
 
@@ -190,16 +188,14 @@ class NodSlitRecord:
 class TraceFitRecord:
     """The fitted profile of one source (the ``trace_fit_record`` entry of each of its slits).
 
-    Offsets are Legendre coefficients, in pixels along the slit, of the
-    wavelength scaled to −1 … 1 over ``wave_range_um``; they add to the
-    position the WCS predicts from ``source_ypos`` (MIRI LRS: the target's
-    RA/Dec).  The total width² is the nominal PSF's (`nodcombine.psf`) plus the
-    Legendre series ``width_coeffs_pix2`` of the same scaled wavelength (its
-    covariance flattened row by row in ``width_covariance_pix4``);
-    ``source_sigma2_pix2`` is its constant term.  A halo puts ``halo_fraction``
-    of the flux in a Gaussian ``halo_scale`` times wider.  Errors are 1σ; NaN where a
-    quantity was not fitted.  A source without a fit has ``status == "SKIPPED"`` and its
-    reason in ``message``; every other field is then None.
+    Offsets: Legendre coefficients (pixels along the slit) of the wavelength
+    scaled to −1 … 1 over ``wave_range_um``, added to the position the WCS
+    predicts from ``source_ypos`` (MIRI LRS: the target's RA/Dec).  Width²: the
+    nominal PSF's (`nodcombine.psf`) plus the Legendre series ``width_coeffs_pix2``
+    (covariance flattened in ``width_covariance_pix4``; ``source_sigma2_pix2`` its
+    value mid-band).  Shape (`nodcombine.profile`, `halo`): ``halo_fraction`` of the
+    flux in a halo ``halo_scale`` times wider, Moffat wings of power ``wings_beta``,
+    halves ``1 ∓ skew`` as wide.  Errors 1σ; NaN: not fitted.  SKIPPED: ``message``.
     """
 
     status: str
@@ -217,6 +213,8 @@ class TraceFitRecord:
     width_covariance_pix4: tuple | None = None
     halo_fraction: float | None = None
     halo_scale: float | None = None
+    wings_beta: float | None = None
+    skew: float | None = None
     source_sigma2_pix2: float | None = None
     source_sigma2_err_pix2: float | None = None
     source_sigma_pix: float | None = None
@@ -234,6 +232,12 @@ class TraceFitRecord:
     def fitted(self):
         """Whether the record carries a profile (fitted, forced or the fallback)."""
         return self.status in FITTED_STATUSES
+
+    @property
+    def halo(self):
+        """The image's shape ``(f, k, β, a)`` for `nodcombine.profile` (None fields: no term)."""
+        beta = math.inf if self.wings_beta is None else float(self.wings_beta)
+        return (self.halo_fraction or 0.0, self.halo_scale or 1.0, beta, self.skew or 0.0)
 
     def to_tree(self):
         """The ``trace_fit_record`` entry (fields that are None left out)."""
@@ -295,9 +299,8 @@ class RectifyRecord:
     nod_separation_pix, pixel_scale_arcsec : float
         Distance between the images of two nod positions; arcsec per pixel.
     sigma_arcsec, in_slit_fraction : numpy.ndarray, shape (n_wave,)
-        Total Gaussian width of the source image per bin (its core, with a
-        halo ``halo`` = (fraction, relative width)); the fraction of its light
-        along the slit that falls on the illuminated slit.
+        Width of the image's core per bin (its shape: ``halo``, see
+        `TraceFitRecord.halo`); its light's fraction on the illuminated slit.
     weight_type : str
     linear_grid : bool
     members : tuple of str
@@ -358,24 +361,22 @@ class ExtractionExtras:
     Attributes
     ----------
     pathloss : tuple of float or None
-        Fraction of the source's flux the extraction holds per wavelength (the
-        slit transmission; for a box, times the profile inside the aperture).
+        Fraction of the source's flux held per wavelength (slit transmission;
+        times the in-slit fraction, or for a box the profile in the aperture).
     pathloss_applied : bool
         Whether ``FLUX`` was divided by it.
     profile_used : tuple of float or None
         Sum of the profile over the bins the optimal estimate used.
     sigma_arcsec : tuple of float
-        Total Gaussian width of the source image.
+        Width of the source image's core.
     x_offset_arcsec, slit_width_arcsec : float
         Planned source position across the slit from its middle; open width.
     profile_origin : str
         ``trace_fit``, ``trace_model`` or ``none`` (a stock ``_s2d``).
     aperture_profile_fraction, in_slit_fraction : tuple of float or None
-        Box extraction: the profile inside the aperture; optimal: the fraction
-        of the source's light along the slit on the illuminated slit.
+        Box: the profile inside the aperture; optimal: the light on the slit.
     flux_scale_error : tuple of float or None
-        Relative error of FLUX from the fitted width's uncertainty: one error
-        scales every bin at once (not in FLUX_ERROR, which stays per bin).
+        Relative error of FLUX, common to all bins, from the width's (not in FLUX_ERROR).
     """
 
     pathloss_applied: bool

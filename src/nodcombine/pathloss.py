@@ -28,7 +28,8 @@ jwst's own correction is taken out of the ``_cal`` data before differencing
 """
 
 import numpy as np
-from scipy.special import ndtr
+
+from nodcombine.profile import NO_HALO, source_pixel_fraction
 
 __all__ = [
     "NIRSPEC_MSA_PITCH_ARCSEC",
@@ -55,19 +56,22 @@ SLIT_OPEN_WIDTH_ARCSEC = {
 }
 
 
-def slit_transmission(sigma_arcsec, x_offset_arcsec, width_arcsec, halo=(0.0, 1.0)):
-    """Fraction of a Gaussian image that a slit of the given width transmits.
+def slit_transmission(sigma_arcsec, x_offset_arcsec, width_arcsec, halo=NO_HALO):
+    """Fraction of a source image that a slit of the given width transmits.
 
     Parameters
     ----------
     sigma_arcsec : array_like
-        Gaussian sigma of the image, arcsec (per wavelength).
+        Width of the image's core, arcsec (per wavelength): a Gaussian's sigma,
+        or the Gaussian of the same peak curvature for Moffat wings.
     x_offset_arcsec : float
         Image centre from the middle of the opening, across the slit, arcsec.
     width_arcsec : float
         Open width of the slit, arcsec.
-    halo : tuple of (float, float), optional
-        A second Gaussian ``(fraction of the flux, width over sigma_arcsec)``.
+    halo : tuple, optional
+        The image's halo and wings, ``(f, k)`` or ``(f, k, β)``
+        (`nodcombine.profile`): the profile fitted along the slit is taken to
+        hold across it too (a round image).
 
     Returns
     -------
@@ -81,22 +85,14 @@ def slit_transmission(sigma_arcsec, x_offset_arcsec, width_arcsec, halo=(0.0, 1.
     """
     if not width_arcsec > 0:
         raise ValueError(f"width_arcsec must be > 0, got {width_arcsec}")
-    fraction, scale = halo
-    core = _gaussian_transmission(sigma_arcsec, x_offset_arcsec, width_arcsec)
-    if fraction == 0.0:
-        return core
-    wide = _gaussian_transmission(np.asarray(sigma_arcsec) * scale, x_offset_arcsec, width_arcsec)
-    return (1.0 - fraction) * core + fraction * wide
-
-
-def _gaussian_transmission(sigma_arcsec, x_offset_arcsec, width_arcsec):
     sigma = np.asarray(sigma_arcsec, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
         good = np.isfinite(sigma) & (sigma > 0)
-        s = np.where(good, sigma, 1.0)
-        upper = (0.5 * width_arcsec - x_offset_arcsec) / s
-        lower = (-0.5 * width_arcsec - x_offset_arcsec) / s
-    return np.where(good, ndtr(upper) - ndtr(lower), np.nan)
+        # the slit's opening as one "pixel" of its own width, centred on the image
+        fraction = source_pixel_fraction(
+            0.0, x_offset_arcsec / width_arcsec, np.where(good, sigma, 1.0) / width_arcsec, halo
+        )
+    return np.where(good, fraction, np.nan)
 
 
 def open_width_arcsec(exp_type, slit_name):

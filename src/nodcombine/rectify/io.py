@@ -37,7 +37,7 @@ from nodcombine.cutouts import DQ
 from nodcombine.errors import InputError
 from nodcombine.modelio import new_entry
 from nodcombine.nodsource import NodSource, read_nod_source
-from nodcombine.profile import pixel_fraction
+from nodcombine.profile import source_pixel_fraction
 from nodcombine.rectify.nearest_bin import (
     columns_on_grid,
     difference_profile,
@@ -161,10 +161,7 @@ def read_source(members):
     wavelength = stack.place([_pixel_wavelength(ref) for ref in members])
     # each exposure's own image; the illuminated slit is where jwst gives the
     # pixels a wavelength (assign_wcs leaves those off the slit NaN)
-    halo = (record.halo_fraction or 0.0, record.halo_scale or 1.0)
-    positive = (1.0 - halo[0]) * pixel_fraction(source.along, centre, sigma)
-    if halo[0] > 0:
-        positive = positive + halo[0] * pixel_fraction(source.along, centre, halo[1] * sigma)
+    positive = source_pixel_fraction(source.along, centre, sigma, record.halo)
     return RectifyInputs(
         source=source,
         record=record,
@@ -309,7 +306,7 @@ def rectified_slit(inputs, image, *, weight_type):
         in_slit_fraction=columns_on_grid(
             image.wavelength, inputs.source.wavelengths, inputs.in_slit
         ),
-        halo=(inputs.record.halo_fraction or 0.0, inputs.record.halo_scale or 1.0),
+        halo=inputs.record.halo,
         weight_type=weight_type,
         linear_grid=inputs.linear,
         members=tuple(ref.label for ref in inputs.source.members),

@@ -13,6 +13,7 @@ pixel and the nominal PSF width, all from the records ``nod_diff`` wrote
     The fit parameters, and the fitted centre and width per dispersion pixel.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,6 +151,8 @@ def fit_record(solution, pixel_scale, forced_from=""):
         width_covariance_pix4=_floats(np.ravel(solution.width_covariance)),
         halo_fraction=float(solution.halo_fraction),
         halo_scale=float(solution.halo_scale),
+        wings_beta=float(solution.wings_beta) if math.isfinite(solution.wings_beta) else None,
+        skew=float(solution.skew) if solution.skew != 0.0 else None,
         source_sigma2_pix2=float(solution.source_sigma2),
         source_sigma2_err_pix2=float(s2_err),
         source_sigma_pix=sigma,

@@ -14,7 +14,16 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.polynomial import legendre
 
-__all__ = ["ProfileModel", "centre_and_width2", "total_sigma2"]
+from nodcombine.profile import NO_HALO
+
+__all__ = ["BETA_START", "HALO_START", "ProfileModel", "centre_and_width2", "total_sigma2"]
+
+#: a halo's first guess (flux fraction, width over the core's): a fifth of the
+#: flux in a profile three times wider
+HALO_START = (0.2, 3.0)
+#: the wings' first Moffat power β: wings falling as u^-6, between an Airy
+#: pattern's and a Gaussian's
+BETA_START = 3.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,13 @@ class ProfileModel:
         A second, wider Gaussian with the same centre: the profile is
         ``(1 − f) G(σ) + f G(kσ)``, ``f`` and ``k`` fitted (the last two
         parameters) — the wings of a real PSF or an extended galaxy.
+    wings : bool
+        Core and halo are Moffat profiles of a common power ``β`` (one more
+        parameter, the last; see `nodcombine.profile`) instead of Gaussians:
+        power-law wings, the Gaussians in the limit of large ``β``.
+    skewed : bool
+        Core and halo are ``1 − a`` times as wide before their peak as the
+        width law says and ``1 + a`` after it, ``a`` fitted (the last parameter).
     """
 
     degree: int
@@ -44,13 +60,22 @@ class ProfileModel:
     fixed_sigma2: float = 0.0
     width_prior: tuple | None = None
     halo: bool = False
+    wings: bool = False
+    skewed: bool = False
     names: tuple = field(init=False)
 
     def __post_init__(self):
         names = tuple(f"a{k}" for k in range(self.degree + 1))
         widths = tuple(f"b{k}" for k in range(self.width_degree + 1))
         halo = ("halo_fraction", "halo_scale") if self.halo else ()
-        object.__setattr__(self, "names", names + widths + halo)
+        shape = ("halo_beta",) if self.wings else ()
+        shape += ("skew",) if self.skewed else ()
+        object.__setattr__(self, "names", names + widths + halo + shape)
+
+    @property
+    def n_shape(self):
+        """Number of shape parameters (halo, wings, skew: 0 to 4), the last of the vector."""
+        return (2 if self.halo else 0) + int(self.wings) + int(self.skewed)
 
     @property
     def width_free(self):
@@ -71,18 +96,35 @@ class ProfileModel:
         return coeffs, widths
 
     def halo_of(self, theta):
-        """``(f, k)``: the halo's flux fraction and width over the core's; (0, 1) without."""
-        return (float(theta[-2]), float(theta[-1])) if self.halo else (0.0, 1.0)
+        """The image's shape ``(f, k, β, a)`` at ``theta`` (`nodcombine.profile`).
 
-    def grown(self, *, degree=None, width_degree=None, halo=None):
-        """The same model with another offset or width degree, or a halo."""
+        The halo's flux fraction and width over the core's (``0, 1`` without),
+        the wings' power (``∞``: Gaussians) and the skew (0: symmetric).
+        """
+        shape = self._shape_values(theta)
+        return (
+            float(shape.get("halo_fraction", NO_HALO[0])),
+            float(shape.get("halo_scale", NO_HALO[1])),
+            float(shape.get("halo_beta", NO_HALO[2])),
+            float(shape.get("skew", NO_HALO[3])),
+        )
+
+    def grown(self, *, degree=None, width_degree=None, halo=None, wings=None, skewed=None):
+        """The same model with another offset or width degree, a halo, wings or a skew."""
         return ProfileModel(
             self.degree if degree is None else degree,
             self.width_degree if width_degree is None else width_degree,
             self.fixed_sigma2,
             self.width_prior,
             self.halo if halo is None else halo,
+            self.wings if wings is None else wings,
+            self.skewed if skewed is None else skewed,
         )
+
+    def shape_start(self):
+        """First guesses of the shape parameters (halo, wings, skew), in their order."""
+        start = (HALO_START if self.halo else ()) + ((BETA_START,) if self.wings else ())
+        return start + ((0.0,) if self.skewed else ())
 
     def embed(self, theta, other):
         """``theta`` of ``other`` as a parameter vector of this model.
@@ -96,10 +138,18 @@ class ProfileModel:
         if self.width_free:
             m = min(widths.size, self.width_degree + 1)
             out[self.n_offset : self.n_offset + m] = widths[:m]
-        if self.halo:
-            # a new halo starts as a fifth of the flux in a profile three times wider
-            out[-2:] = other.halo_of(theta) if other.halo else (0.2, 3.0)
+        first = len(self.names) - self.n_shape
+        out[first:] = self.shape_start()
+        # a shape parameter both models have keeps its value
+        shape = other._shape_values(theta)
+        for k, name in enumerate(self.names[first:]):
+            out[first + k] = shape.get(name, out[first + k])
         return out
+
+    def _shape_values(self, theta):
+        """The shape parameters of ``theta`` by name."""
+        first = len(self.names) - self.n_shape
+        return {name: float(theta[first + k]) for k, name in enumerate(self.names[first:])}
 
 
 #: floor of the total width², as a fraction of the nominal PSF width²: a width

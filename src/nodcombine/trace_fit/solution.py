@@ -6,9 +6,11 @@ Pure numpy.  `TraceFitSettings` holds the thresholds, priors and bounds of
 source seen with another disperser (`transfer_profile`).
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.polynomial import legendre
 
 __all__ = ["ForcedProfile", "TraceFitSettings", "TraceSolution", "transfer_profile"]
 
@@ -109,8 +111,9 @@ class ForcedProfile:
         Where the profile comes from, for the log.
     coeffs_err, width_coeffs_err : numpy.ndarray, optional
         Errors of ``coeffs`` and ``width_coeffs``, carried into the solution.
-    halo : tuple of (float, float)
-        The halo's flux fraction and relative width.
+    halo : tuple
+        The halo's flux fraction and relative width, and the wings' Moffat
+        power if any (`nodcombine.profile`).
     """
 
     coeffs: np.ndarray
@@ -152,6 +155,8 @@ class TraceSolution:
     halo_fraction, halo_scale : float
         The halo's share of the flux and its width over the core's (0 and 1:
         no halo).
+    wings_beta, skew : float
+        Moffat power of core and halo (``inf``: Gaussians); their skew (0: symmetric).
     chi2 : float
         χ² of the final fit (no Huber down-weighting).
     dof : int
@@ -184,6 +189,8 @@ class TraceSolution:
     width_covariance: np.ndarray
     halo_fraction: float
     halo_scale: float
+    wings_beta: float
+    skew: float
     chi2: float
     dof: int
     centre: np.ndarray
@@ -201,13 +208,26 @@ class TraceSolution:
 
     @property
     def source_sigma2(self):
-        """Intrinsic width², pixels²: the mean of ``s²(t)`` over the band (its constant term)."""
-        return float(self.width_coeffs[0])
+        """Intrinsic width², pixels²: ``s²`` at the middle of the band (``t = 0``).
+
+        The middle, not the band's mean (the series' constant term), so that the
+        number does not move with the degree of the width law: a cubic term that
+        widens the red end changes the mean, not the middle.
+        """
+        return float(self._middle() @ self.width_coeffs)
 
     @property
     def source_sigma2_err(self):
-        """Error of `source_sigma2`."""
-        return float(self.width_coeffs_err[0])
+        """Error of `source_sigma2`, from the width coefficients' covariance."""
+        middle = self._middle()
+        covariance = np.asarray(self.width_covariance, dtype=float)
+        if covariance.shape != (middle.size, middle.size) or not np.all(np.isfinite(covariance)):
+            return float(self.width_coeffs_err[0]) if middle.size == 1 else math.nan
+        return float(np.sqrt(max(middle @ covariance @ middle, 0.0)))
+
+    def _middle(self):
+        """The Legendre polynomials of the width law at ``t = 0``."""
+        return legendre.legvander(np.zeros(1), np.size(self.width_coeffs) - 1)[0]
 
     @property
     def source_sigma(self):
@@ -254,5 +274,5 @@ def transfer_profile(solution, *, scale_ratio, label=""):
         label=label,
         coeffs_err=np.asarray(solution.coeffs_err, dtype=float) * scale_ratio,
         width_coeffs_err=np.asarray(solution.width_coeffs_err, dtype=float) * scale_ratio**2,
-        halo=(solution.halo_fraction, solution.halo_scale),
+        halo=(solution.halo_fraction, solution.halo_scale, solution.wings_beta, solution.skew),
     )

@@ -40,11 +40,13 @@ with the nominal width, then with lower degrees.
 """
 
 import logging
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.polynomial import legendre
 
+from nodcombine.profile import NO_HALO
 from nodcombine.trace_fit.likelihood import evaluate_profile
 from nodcombine.trace_fit.modelfit import choose_model, fit_limit
 from nodcombine.trace_fit.profilemodel import ProfileModel, centre_and_width2, total_sigma2
@@ -252,7 +254,7 @@ class _Outcome:
     width_coeffs_err: np.ndarray
     width_covariance: np.ndarray
     clipped: np.ndarray
-    halo: tuple = (0.0, 1.0)
+    halo: tuple = NO_HALO
 
 
 def _fixed_profile(geom, cdata, centre, s2, outcome, snr=None, snr_column=None):
@@ -289,6 +291,8 @@ def _fixed_profile(geom, cdata, centre, s2, outcome, snr=None, snr_column=None):
         width_covariance=np.asarray(outcome.width_covariance, dtype=float) * inflation**2,
         halo_fraction=float(outcome.halo[0]),
         halo_scale=float(outcome.halo[1]),
+        wings_beta=float(outcome.halo[2]) if len(outcome.halo) > 2 else math.inf,
+        skew=float(outcome.halo[3]) if len(outcome.halo) > 3 else 0.0,
         chi2=chi2,
         dof=int(dof),
         centre=np.where(geom.known, centre, np.nan),
@@ -304,7 +308,10 @@ def _fixed_profile(geom, cdata, centre, s2, outcome, snr=None, snr_column=None):
 def _describe(model, snr):
     """The chosen model in words, for the log and the record."""
     centre = f"offset degree {model.degree}" if model.degree >= 0 else "predicted centre (faint)"
-    width = f"width² degree {model.width_degree}" + (" with a halo" if model.halo else "")
+    shape = [" with a halo"] if model.halo else []
+    shape += [" with Moffat wings"] if model.wings else []
+    shape += [" skewed"] if model.skewed else []
+    width = f"width² degree {model.width_degree}" + " and".join(shape)
     prior = ", width prior" if model.width_prior is not None else ""
     return f"S/N {snr:.1f}: {centre}, {width}{prior}"
 

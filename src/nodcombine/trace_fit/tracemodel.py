@@ -15,7 +15,12 @@ import numpy as np
 from numpy.polynomial import legendre
 
 from nodcombine.nod_diff.noddiff import difference_images
-from nodcombine.profile import pixel_fraction, pixel_integrated_gaussian
+from nodcombine.profile import (
+    NO_HALO,
+    integrated_component,
+    pixel_integrated_gaussian,
+    source_pixel_fraction,
+)
 from nodcombine.trace_fit.likelihood import (
     contrast_data,
     difference_closure,
@@ -66,15 +71,9 @@ def profile_images(geom, centre, sigma2):
     return pixel_integrated_gaussian(geom.along, centre[:, None, :], sigma[:, None, :])
 
 
-def profile_only(geom, centre, sigma2, halo=(0.0, 1.0)):
-    """Unit profiles without derivatives: core, plus a halo ``(f, k)`` if ``f`` > 0."""
-    sigma = np.sqrt(sigma2)[:, None, :]
-    core = pixel_fraction(geom.along, centre[:, None, :], sigma)
-    fraction, scale = halo
-    if fraction == 0.0:
-        return core
-    wide = pixel_fraction(geom.along, centre[:, None, :], scale * sigma)
-    return (1.0 - fraction) * core + fraction * wide
+def profile_only(geom, centre, sigma2, halo=NO_HALO):
+    """Unit profiles without derivatives: core, plus a halo ``(f, k[, β])`` if ``f`` > 0."""
+    return source_pixel_fraction(geom.along, centre[:, None, :], np.sqrt(sigma2)[:, None, :], halo)
 
 
 class ProfileObjective:
@@ -104,25 +103,35 @@ class ProfileObjective:
     def _profile(self, theta):
         """Unit profiles and their derivatives with respect to ``theta``."""
         centre, sigma2, floored = self.centre_and_sigma2(theta)
-        fraction, scale = self.model.halo_of(theta)
-        core, d_centre, d_sigma = profile_images(self.geom, centre, sigma2)
-        profile = core
+        fraction, scale, beta, skew = self.model.halo_of(theta)
+        skew = skew if self.model.skewed else None
+        sigma = np.sqrt(sigma2)[:, None, :]
+        along, centre3 = self.geom.along, centre[:, None, :]
+        core, d_centre, d_sigma, _, d_beta, d_skew = integrated_component(
+            along, centre3, sigma, 1.0, beta, skew
+        )
+        profile, d_shape = core, []
         if self.model.halo:
-            wide, w_centre, w_sigma = profile_images(self.geom, centre, scale**2 * sigma2)
+            wide, w_centre, w_sigma, w_scale, w_beta, w_skew = integrated_component(
+                along, centre3, sigma, scale, beta, skew
+            )
             profile = (1.0 - fraction) * core + fraction * wide
             d_centre = (1.0 - fraction) * d_centre + fraction * w_centre
-            # the halo's sigma is k σ: d/dσ = k ∂/∂(kσ), d/dk = σ ∂/∂(kσ)
-            d_halo = [wide - core, fraction * np.sqrt(sigma2)[:, None, :] * w_sigma]
-            d_sigma = (1.0 - fraction) * d_sigma + fraction * scale * w_sigma
+            d_sigma = (1.0 - fraction) * d_sigma + fraction * w_sigma
+            d_shape = [wide - core, fraction * w_scale]
+            if self.model.wings:
+                d_beta = (1.0 - fraction) * d_beta + fraction * w_beta
+            if self.model.skewed:
+                d_skew = (1.0 - fraction) * d_skew + fraction * w_skew
+        d_shape += [d_beta] if self.model.wings else []
+        d_shape += [d_skew] if self.model.skewed else []
         derivs = [d_centre * self.basis[:, None, :, k] for k in range(self.model.n_offset)]
         if self.model.width_free:
             d_s2 = np.where(floored, 0.0, 1.0 / (2.0 * np.sqrt(sigma2)))[:, None, :] * d_sigma
             derivs += [
                 d_s2 * self.width_basis[:, None, :, k] for k in range(self.model.width_degree + 1)
             ]
-        if self.model.halo:
-            derivs += d_halo
-        return profile, np.stack(derivs)
+        return profile, np.stack(derivs + d_shape)
 
     def _prior_terms(self, theta):
         """Whitened prior residuals: the offset coefficients, then the width's constant term."""
