@@ -21,8 +21,6 @@ __all__ = ["choose_model", "fit_limit"]
 
 log = logging.getLogger(__name__)
 
-#: objective (χ²) a parameter must gain, in units of the dispersion (Akaike 1974)
-_AIC_PENALTY = 2.0
 _MAX_CLIPPED = 0.03  # a model that needs more pixels rejected than this does not fit
 _MAX_HALO_FRACTION = 0.8  # of the flux in the halo
 _HALO_SCALE = (1.3, 8.0)  # halo sigma over core sigma
@@ -45,16 +43,14 @@ def choose_model(geom, cdata, base, start, snr, settings):
     The width² polynomial then grows one degree at a time (as far as
     ``width_snr`` allows), a halo, Moffat wings and a skew are tried (from
     ``halo_snr``) and the offset degree shrinks, then width terms the shape
-    made redundant are dropped.  Each step is kept only if it lowers an
-    information criterion: a new parameter must lower the objective (χ² and
-    priors) by more than the penalty, in units of the accepted model's χ²/dof
-    when that exceeds 1 (a quasi-likelihood criterion: understated variances
-    must not buy parameters); a parameter dropped must cost less.  Width terms
-    pay Akaike's 2 (a width law short of the truth biases the flux: 0.9 % at
-    the red end of PRISM, while a superfluous term costs a little variance);
-    shape terms and offset terms the Bayesian ``ln N`` (a spurious skew moves
-    the fitted centre, the peak, away from the centroid: with Akaike's
-    criterion the offset pulls grew to 1.3).
+    made redundant are dropped.  Each step is kept only if it lowers the
+    Bayesian information criterion: a new parameter must lower the objective
+    (χ² and priors) by more than ``ln N`` (``N`` residuals), in units of the
+    accepted model's χ²/dof when that exceeds 1 (a quasi-likelihood criterion:
+    understated variances must not buy parameters); a parameter dropped must
+    cost less.  Akaike's 2 per parameter was tried: it removes a 0.9 % bias of
+    width laws growing faster than the PSF at peak S/N 30, but its spurious
+    terms broke the calibration of the fitted errors (offset pulls 1.3).
     Candidates are compared on the same pixels (those the first fit kept); a
     final fit with rejection rounds confirms the choice.
     """
@@ -91,12 +87,11 @@ def choose_model(geom, cdata, base, start, snr, settings):
     choice = _Candidate(first, fitted[0], *_score(geom, data, first, fitted[0], settings))
     bic = np.log(max(cdata.n_entries, 2))
     for step in steps:
-        penalty = _AIC_PENALTY if "width_degree" in step else bic
-        choice = _better(geom, data, choice, choice.model.grown(**step), settings, penalty)
+        choice = _better(geom, data, choice, choice.model.grown(**step), settings, bic)
     # width terms a richer shape made redundant (a width law that imitated wings)
     for degree in range(choice.model.width_degree - 1, -1, -1):
         model = choice.model.grown(width_degree=degree)
-        choice = _better(geom, data, choice, model, settings, _AIC_PENALTY)
+        choice = _better(geom, data, choice, model, settings, bic)
     current, theta = choice.model, choice.theta
     if current is not first:
         final = _fit_model(geom, cdata, current, theta, settings)
