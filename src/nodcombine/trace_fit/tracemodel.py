@@ -18,7 +18,6 @@ from nodcombine.nod_diff.noddiff import difference_images
 from nodcombine.profile import (
     NO_HALO,
     integrated_component,
-    pixel_integrated_gaussian,
     source_pixel_fraction,
 )
 from nodcombine.trace_fit.likelihood import (
@@ -38,7 +37,6 @@ __all__ = [
     "offset_limit",
     "outlying_entries",
     "prepare_trace",
-    "profile_images",
     "profile_only",
     "residual_spread",
     "rows_at",
@@ -63,12 +61,6 @@ class TraceGeometry:
     positions: np.ndarray
     offset_limit: float
     blocks: np.ndarray | None = None  # (nx,) flux block of each column; None: one each
-
-
-def profile_images(geom, centre, sigma2):
-    """Profiles and derivatives for per-exposure centre (n, nx) and width² (n, nx)."""
-    sigma = np.sqrt(sigma2)
-    return pixel_integrated_gaussian(geom.along, centre[:, None, :], sigma[:, None, :])
 
 
 def profile_only(geom, centre, sigma2, halo=NO_HALO):
