@@ -14,7 +14,7 @@ STEP_FOLDERS = ("nod_diff", "trace_fit", "rectify", "extract_1d")
 #: shared modules that are kernels too: numpy/scipy only
 SHARED_KERNELS = ("contract.py", "errors.py", "variances.py", "profile.py", "psf.py", "pathloss.py")
 #: shared adapter homes (datamodels in, arrays out), used by several steps' adapters
-SHARED_ADAPTERS = ("visit", "cutouts", "slitwcs", "nodsource", "modelio")
+SHARED_ADAPTERS = ("visit", "cutouts", "slitwcs", "nodsource", "modelio", "inputchecks")
 PIPELINE_PACKAGES = {"jwst", "stdatamodels", "stpipe", "matplotlib", "astropy", "gwcs", "asdf"}
 
 

@@ -27,7 +27,16 @@ from jwst.datamodels import ModelContainer
 from stdatamodels.jwst import datamodels
 from stdatamodels.jwst.datamodels import JwstDataModel
 
-__all__ = ["IndexedHDUList", "new_entry", "open_exposure", "open_visit", "write_array"]
+from nodcombine.errors import RefusedError
+
+__all__ = [
+    "IndexedHDUList",
+    "new_entry",
+    "open_exposure",
+    "open_visit",
+    "sort_asdf_extension_history",
+    "write_array",
+]
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +138,12 @@ def open_visit(input_data):
 
 
 def _from_paths(paths):
+    _refuse_duplicates([Path(str(p)).name for p in paths], "input list")
     container = ModelContainer()
     for path in paths:
-        container.append(open_exposure(path))
+        model = _open_member(Path(str(path)))
+        if model is not None:
+            container.append(model)
     # the names ModelContainer gives a list: the first file's stem without its suffix
     stem = Path(str(paths[0])).name.split(".")[0]
     container.asn_table_name = "_".join(stem.split("_")[:-1])
@@ -140,11 +152,27 @@ def _from_paths(paths):
 
 
 def _from_association(asn_path):
-    with asn_path.open() as handle:
-        asn = load_asn(handle)
+    where = asn_path.name
+    try:
+        with asn_path.open() as handle:
+            asn = load_asn(handle)
+    except Exception as err:  # missing, unreadable, not JSON, not an association
+        raise RefusedError(where, "file", f"cannot be read as an association: {err}") from err
+    products = asn.get("products") or []
+    if not products or not products[0].get("members"):
+        raise RefusedError(where, "products", "list no members; nothing to reduce")
+    members = products[0]["members"]
+    _refuse_duplicates([member["expname"] for member in members], where)
     container = ModelContainer()
-    for member in asn["products"][0]["members"]:
-        model = open_exposure(asn_path.parent / member["expname"])
+    for member in members:
+        exptype = str(member.get("exptype", "science")).lower()
+        if exptype != "science":
+            # dedicated background exposures are not nod positions of the source
+            log.warning("SKIPPED %s: member %r has exptype %r", where, member["expname"], exptype)
+            continue
+        model = _open_member(asn_path.parent / member["expname"])
+        if model is None:
+            continue
         model.meta.asn.exptype = member["exptype"]
         for name in _MEMBER_FIELDS:
             if name in member:
@@ -156,11 +184,29 @@ def _from_association(asn_path):
     container.asn_table = asn
     container.asn_file_path = str(asn_path)
     container.asn_table_name = asn_path.name
-    container.asn_pool_name = asn["asn_pool"]
+    container.asn_pool_name = asn.get("asn_pool")
     for model in container:
         model.meta.asn.table_name = container.asn_table_name
         model.meta.asn.pool_name = container.asn_pool_name
     return container
+
+
+def _refuse_duplicates(names, where):
+    """Refuse a member listed twice: its noise would count twice, its errors not."""
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise RefusedError(where, "members", f"list {name!r} twice; list each exposure once")
+        seen.add(name)
+
+
+def _open_member(path):
+    """`open_exposure`, or None after a ``SKIPPED`` warning naming the file and why."""
+    try:
+        return open_exposure(path)
+    except Exception as err:  # truncated, garbage, missing, a corrupt ASDF tree ...
+        log.warning("SKIPPED %s: cannot be opened: %s: %s", path, type(err).__name__, err)
+        return None
 
 
 @functools.cache
@@ -211,3 +257,37 @@ def write_array(node, name, values):
         node.instance[name] = values
     else:
         setattr(node, name, values)
+
+
+_EXTENSIONS_START = b"\nhistory:\n  extensions:\n"
+_EXTENSION_ITEM = b"  - !core/extension_metadata"
+
+
+def sort_asdf_extension_history(path):
+    """Sort the ``history.extensions`` entries of a FITS file's ASDF tree, in place.
+
+    The entries are permuted, not changed, so the tree keeps its length and
+    the file is rewritten where it lies.  A file without such a list (or not
+    a FITS datamodel) is left alone.
+    """
+    with fits.open(path, mode="update", memmap=False) as hdulist:
+        if "ASDF" not in hdulist:
+            return
+        cell = hdulist["ASDF"].data["ASDF_METADATA"][0]
+        text = cell.tobytes()
+        start = text.find(_EXTENSIONS_START)
+        if start < 0:
+            return
+        start += len(_EXTENSIONS_START)
+        end = start
+        lines = text[start:].split(b"\n")
+        for line in lines:  # the list: its items and their indented fields
+            if not (line.startswith(_EXTENSION_ITEM) or line.startswith(b"    ")):
+                break
+            end += len(line) + 1
+        block = text[start:end]
+        items = [_EXTENSION_ITEM + item for item in block.split(_EXTENSION_ITEM) if item]
+        ordered = b"".join(sorted(items))
+        if ordered != block and len(ordered) == len(block):
+            cell[start:end] = np.frombuffer(ordered, dtype=np.uint8)
+            hdulist.flush()

@@ -1,16 +1,20 @@
 """What the package's steps and pipelines share: logging, suffixes, the error policy."""
 
 import logging
+import math
+import os
 import re
 
 from jwst.datamodels import ModelContainer
 from jwst.stpipe import Step
+from stpipe.exceptions import StpipeExitException
 from stpipe.step import get_disable_crds_steppars
 
-from nodcombine.errors import InputError
+from nodcombine.errors import InputError, RefusedError
+from nodcombine.modelio import sort_asdf_extension_history
 from nodcombine.visit import group_by_source
 
-__all__ = ["OWN_SUFFIXES", "NodcombineMixin", "NodcombineStep"]
+__all__ = ["OWN_SUFFIXES", "NodcombineMixin", "NodcombineStep", "RunRefused"]
 
 log = logging.getLogger(__name__)
 
@@ -20,12 +24,81 @@ OWN_SUFFIXES = ("nod", "trace", "s2d", "x1d")
 _OWN_SUFFIX_REGEX = re.compile(rf"^(?P<root>.+?)[_-]({'|'.join(OWN_SUFFIXES)})$")
 
 
+class RunRefused(RefusedError, StpipeExitException):
+    """A `RefusedError` already logged: ``strun`` exits with its status, no traceback."""
+
+    def __init__(self, where, field, problem):
+        super().__init__(where, field, problem)
+        self._exit_status = RefusedError.exit_status
+
+
 class NodcombineMixin:
     """What the package's steps and pipelines share (mixed in before `Step`/`Pipeline`).
 
     stpipe only configures the loggers a step names; without ``nodcombine`` in
     that list the INFO lines of this package would vanish.
     """
+
+    def run(self, *args):
+        """`stpipe.Step.run`; a `RefusedError` is logged once, then ends ``strun`` quietly.
+
+        The step that refuses logs ``REFUSED ...`` and raises a `RunRefused`
+        (the same error, also an `~stpipe.exceptions.StpipeExitException`):
+        ``strun`` exits with status 2 without a traceback, so the log line is
+        what the user reads.
+        """
+        self.skip_reasons = {}  # by source label, this run's (`NodcombineStep.per_source`)
+        try:
+            if self.parent is None:
+                self._check_output_dir()
+            return super().run(*args)
+        except RunRefused:
+            raise
+        except RefusedError as err:
+            log.error("REFUSED %s", err)
+            raise RunRefused(err.where, err.field, err.problem) from None
+
+    def _check_output_dir(self):
+        """Refuse an output folder that cannot be made, before any work (not at the end)."""
+        if not self.output_dir:
+            return
+        path = os.path.expandvars(os.path.expanduser(self.output_dir))
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as err:
+            raise RefusedError(path, "output_dir", f"cannot be made: {err}") from err
+
+    def save_model(self, model, *args, **kwargs):
+        """`stpipe.Step.save_model`, with the ASDF extensions listed in a fixed order.
+
+        Two runs of one visit then write the same bytes, apart from the dates
+        (`~nodcombine.modelio.sort_asdf_extension_history`).
+        """
+        paths = super().save_model(model, *args, **kwargs)
+        for path in paths if isinstance(paths, list) else [paths]:
+            if isinstance(path, str) and path.endswith(".fits"):
+                sort_asdf_extension_history(path)
+        return paths
+
+    def check_parameters(self):
+        """Refuse parameters outside their meaning, before any work.
+
+        The spec's ``min``/``max`` let NaN through (every comparison with it is
+        false): a NaN threshold silently turns a test off.  Every ``float``
+        and ``float_list`` parameter must be finite (or None where allowed).
+
+        Raises
+        ------
+        RefusedError
+            Naming the step and the parameter.
+        """
+        for name, check in self.load_spec_file().items():
+            if not (isinstance(check, str) and check.startswith(("float(", "float_list("))):
+                continue
+            value = getattr(self, name, None)
+            values = value if isinstance(value, (list, tuple)) else [value]
+            if any(v is not None and not math.isfinite(float(v)) for v in values):
+                raise RefusedError(self.class_alias, name, f"is {value}; give a finite number")
 
     @staticmethod
     def get_stpipe_loggers():
@@ -114,9 +187,11 @@ class NodcombineStep(NodcombineMixin, Step):
             setattr(model.meta.cal_step, self.class_alias, "SKIPPED")
         return result
 
-    @staticmethod
-    def per_source(label, work, on_skip=None):
+    def per_source(self, label, work, on_skip=None):
         """``work()``, or None after logging and recording why it could not be done.
+
+        The reason is also kept in ``skip_reasons`` (by ``label``) for the
+        pipeline's visit record.
 
         Parameters
         ----------
@@ -143,6 +218,7 @@ class NodcombineStep(NodcombineMixin, Step):
         except Exception as err:  # one bad source never stops a visit
             reason = f"{label}: unexpected {type(err).__name__}: {err}"
             log.exception("SKIPPED source %s", reason)
+        self.skip_reasons[label] = reason
         if on_skip is not None:
             on_skip(reason)
         return None

@@ -164,6 +164,10 @@ def exposure_slits(model, index):
     exp_type = model.meta.exposure.type
     if exp_type not in _SLIT_EXP_TYPES:
         raise InputError(name, "meta.exposure.type", f"is {exp_type!r}, not nodded slit data")
+    steps = model.meta.instance.get("cal_step") or {}
+    rectified = [k for k in ("rectify", "resample", "resample_spec") if steps.get(k) == "COMPLETE"]
+    if rectified:  # an _s2d among the _cal files: its slits are not cutouts
+        raise InputError(name, f"meta.cal_step.{rectified[0]}", "is COMPLETE: a rectified product")
     ref = SlitRef(index, model, model, name)
     if ref.disperser not in _KNOWN_DISPERSERS.get(ref.instrument, ()):
         field_name = "filter" if ref.instrument == "MIRI" else "grating"

@@ -19,7 +19,14 @@ from nodcombine.extract_1d.stockprofile import fit_rectified_profile
 from nodcombine.pathloss import slit_transmission
 from nodcombine.profile import pixel_integrated_gaussian
 
-__all__ = ["ExtractionSettings", "SourceExtraction", "extract_source", "width_sensitivity"]
+__all__ = [
+    "NEGATIVE_SNR",
+    "ExtractionSettings",
+    "SourceExtraction",
+    "extract_source",
+    "refuse_negative",
+    "width_sensitivity",
+]
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,29 @@ class SourceExtraction:
     extent: str
     notes: tuple
     flux_scale_error: object = None
+
+
+#: inverse-variance weighted mean S/N below which a spectrum is refused as negative
+NEGATIVE_SNR = -5.0
+
+
+def refuse_negative(flux, error):
+    """Raise `ValueError` if a spectrum is significantly negative over the band.
+
+    A nod difference extracted where the model puts the source but the light
+    is not (a source far from its planned position, nod positions mixed up)
+    gives a negative image's spectrum: never a plausible-looking product.
+    """
+    good = np.isfinite(flux) & np.isfinite(error) & (error > 0)
+    if not good.any():
+        return
+    weight = 1.0 / error[good] ** 2
+    snr = np.sum(flux[good] * weight) / np.sqrt(np.sum(weight))
+    if snr < NEGATIVE_SNR:
+        raise ValueError(
+            f"the spectrum is negative (weighted mean S/N {snr:.1f}): the source is not "
+            "where the trace model puts it (a wrong planned position or nod pattern?)"
+        )
 
 
 def extract_source(
@@ -157,6 +187,7 @@ def extract_source(
         )
         window = usable & window_bins(offset, data.shape, half_width=half_width)
         spectrum = optimal_extract(data, variances, profile, window, clip_sigma=settings.clip_sigma)
+        refuse_negative(spectrum.flux, spectrum.error)
         if spectrum.rejected.any():
             count = int(spectrum.rejected.sum())
             limit = settings.clip_sigma

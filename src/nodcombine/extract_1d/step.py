@@ -9,6 +9,7 @@ from stdatamodels.jwst import datamodels
 from nodcombine.extract_1d import io
 from nodcombine.extract_1d.aperture import APERTURE_PARAMETERS, BACKGROUND_FITS, BoxAperture
 from nodcombine.extract_1d.extraction import ExtractionSettings, extract_source
+from nodcombine.inputchecks import check_rectified
 from nodcombine.stepbase import NodcombineStep
 from nodcombine.visit import slits_of
 
@@ -66,6 +67,7 @@ class OptimalExtract1dStep(NodcombineStep):
         MultiSpecModel
             One spectrum per source (suffix ``_x1d``).
         """
+        self.check_parameters()
         # extraction only reads its input: a model passed in is used as is (not
         # copied), and closed only if opened here
         opened = not isinstance(input_data, datamodels.JwstDataModel)
@@ -73,6 +75,7 @@ class OptimalExtract1dStep(NodcombineStep):
         try:
             output = io.new_multispec(model)
             try:
+                check_rectified(model)
                 # checked once for the visit, not once per slit
                 aperture = self._aperture() if self.extraction_type == "box" else None
             except ValueError as err:

@@ -7,28 +7,26 @@ flags and the `~nodcombine.contract.NodSlitRecord` and
 `~nodcombine.contract.SlitGeometry` the later steps read.
 """
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
-from jwst.datamodels import ModelContainer
 
 from nodcombine.contract import COMPLETE, SKIPPED, NodSlitRecord, skipped
 from nodcombine.cutouts import DQ, SourceStack, stack_source
-from nodcombine.errors import InputError
 from nodcombine.modelio import write_array
 from nodcombine.nod_diff.masks import MaskSettings
-from nodcombine.pathloss import undo_jwst_factor
 from nodcombine.slitwcs import SlitWcs
 from nodcombine.variances import VARIANCE_COMPONENTS
 from nodcombine.visit import exposure_refs, slits_of
 
+log = logging.getLogger(__name__)
+
 __all__ = [
-    "Members",
     "NodDiffInputs",
-    "check_members",
-    "check_visit",
     "exposure_positions",
     "exposure_status",
+    "log_source",
     "mask_settings",
     "outlier_pixels",
     "read_positions",
@@ -72,28 +70,6 @@ class NodDiffInputs:
     wavelengths: np.ndarray
     geometries: list
     pixel_wavelengths: list
-
-
-def check_visit(container):
-    """Raise `InputError` unless the input is a visit of two exposures or more.
-
-    Parameters
-    ----------
-    container : ModelContainer or DataModel
-        What the step opened.
-    """
-    if not isinstance(container, ModelContainer):
-        name = getattr(container.meta, "filename", None) or type(container).__name__
-        raise InputError(
-            name, "input", "is a single exposure; nod differencing needs an association"
-        )
-    asn_type = (getattr(container, "asn_table", None) or {}).get("asn_type")
-    if asn_type not in (None, "spec3", "spec2"):
-        raise InputError("association", "asn_type", f"is {asn_type!r}, not a spec3 association")
-    if len(container) < 2:
-        raise InputError(
-            "association", "members", f"hold {len(container)} exposure(s); need at least two"
-        )
 
 
 def mask_settings(**parameters):
@@ -148,62 +124,13 @@ def _position_value(ref, position_key):
     return value
 
 
-@dataclass(frozen=True)
-class Members:
-    """The slits of one source that can be differenced, and those that cannot.
-
-    Attributes
-    ----------
-    refs : list of SlitRef
-    positions : numpy.ndarray of int
-        Nod position label of each of ``refs``.
-    undo_pathloss : list of numpy.ndarray or None
-        Per slit, the factor taking jwst's path-loss correction out.
-    skipped : list of tuple of (SlitRef, InputError)
-    """
-
-    refs: list
-    positions: np.ndarray
-    undo_pathloss: list
-    skipped: list
-
-
-def check_members(members, labels):
-    """Split one source's slits into those that can be differenced and the rest.
-
-    Parameters
-    ----------
-    members : list of SlitRef
-        The slits of one source.
-    labels : list
-        Nod position label of each member, or the `InputError` that it has none.
-
-    Returns
-    -------
-    Members
-    """
-    refs, positions, factors, skipped_refs = [], [], [], []
-    for ref, label in zip(members, labels, strict=True):
-        try:
-            if isinstance(label, Exception):
-                raise label
-            _check_slit(ref)
-            factors.append(_jwst_pathloss_undo(ref))
-        except InputError as err:
-            skipped_refs.append((ref, err))
-            continue
-        refs.append(ref)
-        positions.append(label)
-    return Members(refs, np.asarray(positions, dtype=int), factors, skipped_refs)
-
-
 def read_source(members, *, with_shutters):
     """Read one source's usable slits for differencing.
 
     Parameters
     ----------
     members : Members
-        From `check_members`, with two nod positions or more.
+        From `~nodcombine.inputchecks.check_members`, with two nod positions or more.
     with_shutters : bool
         Also evaluate the MSA shutter map (for stuck-closed detection).
 
@@ -246,57 +173,6 @@ def _shutter_index(stack, maps):
         return None
     index = [m.shutter_map() for m in maps]
     return None if any(i is None for i in index) else stack.place(index, -1, int)
-
-
-def _check_array(ref, name):
-    array = getattr(ref.slit, name, None)
-    if array is None or np.size(array) == 0 or array.shape != ref.slit.data.shape:
-        raise ref.error(name, "is missing or has the wrong shape")
-
-
-def _check_slit(ref):
-    """Raise `InputError` naming the slit and field if it cannot be differenced."""
-    data = getattr(ref.slit, "data", None)
-    if data is None or data.ndim != 2 or data.size == 0:
-        raise ref.error("data", "is not a 2-D array")
-    if not np.isfinite(data).any():
-        raise ref.error("data", "is all NaN")
-    if ref.slit.meta.wcs is None:
-        raise ref.error("meta.wcs", "is missing; run assign_wcs/extract_2d first")
-    for name in VARIANCE_COMPONENTS:
-        _check_array(ref, name)
-
-
-def _jwst_pathloss_undo(ref):
-    """The factor that takes jwst's path-loss correction out of a ``_cal`` slit, or None.
-
-    The light outside the slit is corrected for at extraction, from the fitted
-    profile, so jwst's own correction (``meta.cal_step.pathloss``) comes out
-    first.  ``pathloss_correction_type`` says which array jwst used; a NIRSpec
-    slit jwst left alone (no type, no array) is read as it is.
-    """
-    step = (ref.model.meta.instance.get("cal_step") or {}).get("pathloss")
-    if step != COMPLETE:
-        return None
-    miri = ref.instrument == "MIRI"
-    kind = str(ref.slit.instance.get("pathloss_correction_type") or "").upper()
-    if miri:
-        name = "pathloss_point"
-    elif kind:
-        name = "pathloss_point" if kind == "POINT" else "pathloss_uniform"
-    elif not any(k in ref.slit.instance for k in ("pathloss_point", "pathloss_uniform")):
-        return None  # jwst skipped this slit (source outside it, no model)
-    else:
-        source_type = str(getattr(ref.slit, "source_type", None) or "").upper()
-        name = "pathloss_point" if source_type == "POINT" else "pathloss_uniform"
-    values = ref.slit.instance.get(name)
-    if values is None or np.shape(values) != ref.slit.data.shape:
-        raise ref.error(
-            name,
-            "is missing while meta.cal_step.pathloss is COMPLETE; "
-            "cannot take jwst's path-loss correction out",
-        )
-    return undo_jwst_factor(values, multiplied=miri)
 
 
 def write_source(inputs, result, *, mask_flags, error_scale=None):
@@ -352,6 +228,21 @@ def _error_scale_fields(error_scale, k):
         "error_scale_measured": float(error_scale.measured[k]),
         "error_scale_applied": float(error_scale.applied[k]),
     }
+
+
+def log_source(label, inputs, result, scale, stuck):
+    """Log what was done to one source: error scales, stuck shutters, outliers."""
+    for ref, line in zip(inputs.stack.members, scale.describe(), strict=True):
+        log.info("%s: %s", ref.label, line)
+    for shutter in stuck:
+        log.info("%s: shutter %d of the slitlet is stuck closed", label, shutter)
+    log.info(
+        "%s: %d exposures at %d nod positions, %d outlier pixels",
+        label,
+        len(inputs.stack.members),
+        len(set(inputs.positions.tolist())),
+        result.outliers.sum(),
+    )
 
 
 def write_skipped(slits, reason):

@@ -3,7 +3,8 @@
 import logging
 from functools import partial
 
-from nodcombine.errors import InputError
+from nodcombine import inputchecks
+from nodcombine.errors import InputError, RefusedError
 from nodcombine.modelio import open_visit
 from nodcombine.nod_diff import io
 from nodcombine.nod_diff import noddiff as nd
@@ -58,14 +59,16 @@ class NodDiffStep(NodcombineStep):
         ModelContainer
             One model per exposure with the differences (suffix ``_nod``).
         """
-        setting = error_scale_setting(self.error_scale)  # refused before any work
+        self.check_parameters()
+        setting = error_scale_setting(self.error_scale)
         container = open_visit(input_data)
         if container is None:
             container = self.prepare_output(input_data)
         try:
-            io.check_visit(container)
+            inputchecks.check_visit(container)
         except InputError as err:
             return self.skip_input(container, err)
+        inputchecks.check_background_state(container)
         groups, problems = self.group_sources(container)
         for index, err in problems.items():
             io.write_skipped(slits_of(container[index]), str(err))
@@ -76,6 +79,14 @@ class NodDiffStep(NodcombineStep):
             done += bool(self.per_source(g.label, work, partial(io.skip_group, g)))
         # COMPLETE for an exposure with at least one differenced slit
         return self.record_status(container, io.exposure_status, (done, len(groups)), "differenced")
+
+    def check_parameters(self):
+        """Refuse non-finite numbers and an ``error_scale`` that is not a setting."""
+        super().check_parameters()
+        try:
+            error_scale_setting(self.error_scale)
+        except ValueError as err:
+            raise RefusedError(self.class_alias, "error_scale", str(err)) from err
 
     def default_suffix(self):
         """Suffix of the products: ``nod``."""
@@ -94,7 +105,7 @@ class NodDiffStep(NodcombineStep):
             labels = self._labels(io.read_positions(group.members, self.position_key))
         else:
             labels = [visit_labels[ref.exposure] for ref in group.members]
-        members = io.check_members(group.members, labels)
+        members = inputchecks.check_members(group.members, labels)
         for ref, err in members.skipped:
             log.warning("SKIPPED %s", err)
             io.write_skipped([ref.slit], str(err))
@@ -128,15 +139,5 @@ class NodDiffStep(NodcombineStep):
             wavelengths=inputs.wavelengths,
         )
         io.write_source(inputs, result, mask_flags=flags, error_scale=scale)
-        for ref, line in zip(inputs.stack.members, scale.describe(), strict=True):
-            log.info("%s: %s", ref.label, line)
-        for shutter in stuck:
-            log.info("%s: shutter %d of the slitlet is stuck closed", group.label, shutter)
-        log.info(
-            "%s: %d exposures at %d nod positions, %d outlier pixels",
-            group.label,
-            len(inputs.stack.members),
-            len(set(inputs.positions.tolist())),
-            result.outliers.sum(),
-        )
+        io.log_source(group.label, inputs, result, scale, stuck)
         return True

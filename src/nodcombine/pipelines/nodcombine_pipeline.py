@@ -6,11 +6,15 @@ import logging
 from pathlib import Path
 from typing import ClassVar
 
+from jwst.datamodels import ModelContainer
 from jwst.stpipe import Pipeline
 
+from nodcombine.errors import RefusedError
 from nodcombine.extract_1d.step import OptimalExtract1dStep
+from nodcombine.modelio import open_visit
 from nodcombine.nod_diff.step import NodDiffStep
 from nodcombine.pipelines.products import per_source_products, product_name
+from nodcombine.pipelines.visitrecord import RECORD_SUFFIX, VisitRecord, preflight, save_atomically
 from nodcombine.rectify.step import RectifyStep
 from nodcombine.stepbase import NodcombineMixin
 from nodcombine.trace_fit.step import TraceFitStep
@@ -41,6 +45,23 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
         "optimal_extract_1d": OptimalExtract1dStep,
     }
 
+    def run(self, *args):
+        """`process`, then the visit record's last write (after stpipe saved the ``_x1d``)."""
+        self._record = None
+        try:
+            result = super().run(*args)
+        except RefusedError as err:  # e.g. inputs nod_diff found already background-subtracted
+            if self._record is not None:
+                self._record.refused(str(err))
+            raise
+        if self._record is not None:
+            reasons = {}
+            for name in reversed(tuple(self.step_defs)):  # the first step's reason wins
+                reasons.update(getattr(self, name).skip_reasons)
+            self._record.finish(self._written, reasons)
+            log.info("visit record %s", self._record.path)
+        return result
+
     def process(self, input_data):
         """Run the chain.
 
@@ -54,21 +75,36 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
         MultiSpecModel
             One spectrum per source.
         """
+        for step in (self, *(getattr(self, name) for name in self.step_defs)):
+            step.check_parameters()  # all refused before any step works
+        visit = open_visit(input_data)
+        if visit is None:  # models: copied, never modified
+            visit = self.prepare_output(input_data)
+        product = product_name(visit) if isinstance(visit, ModelContainer) else "nodcombine"
+        plan = None
+        if self.save_results and self.save_sources and isinstance(visit, ModelContainer):
+            output_dir = Path(self.output_dir or ".")
+            plan = preflight(product, visit, output_dir)
+            inputs = [model.meta.filename for model in visit]
+            self._record = VisitRecord(output_dir / f"{product}{RECORD_SUFFIX}", plan, inputs)
+            self._record.started()
         with _imports_frozen():
-            nod = self.nod_diff.run(input_data)
-            product = product_name(nod)
+            nod = self.nod_diff.run(visit)
             trace = self.trace_fit.run(nod)
             s2d = self.rectify.run(trace)
             x1d = self.optimal_extract_1d.run(s2d)
-        if self.save_results and self.save_sources:
-            self._save_sources(product, s2d, x1d)
+        if plan is not None:
+            self._save_sources(plan, s2d, x1d)
         return x1d
 
-    def _save_sources(self, product, s2d, x1d):
-        for name, model in per_source_products(product, s2d, x1d):
+    def _save_sources(self, plan, s2d, x1d):
+        self._written = {}
+        labels = {planned.stem: planned.label for planned in plan}
+        for name, model in per_source_products(plan, s2d, x1d):
             path = Path(self.output_dir or ".") / f"{name}.fits"
-            model.meta.filename = path.name
-            model.save(path)
+            save_atomically(model, path)
+            stem = name.rsplit("_", 1)[0]
+            self._written.setdefault(labels[stem], []).append(path.name)
             log.info("saved %s", path)
 
     def default_suffix(self):

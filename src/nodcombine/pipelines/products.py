@@ -1,17 +1,25 @@
-"""Per-source products of a visit, named like ``calwebb_spec3``'s.
+"""Per-source products of a visit: names like ``calwebb_spec3``'s, never two alike.
 
 ``calwebb_spec3`` names a source's products ``<product>_<source>_<suffix>``,
 with the source field ``s`` (a source), ``b`` (background) or ``v`` (virtual)
 and nine digits of its id; a ``{source_id}``/``{slit_name}`` template in the
-association's product name is filled in instead.
+association's product name is filled in instead.  Source ids repeat (two
+slitlets of one source, a MOS slit and a fixed slit, one slit on both NIRSpec
+detectors): where they do, the slit name, then the detector, then the
+disperser are added until every source of the visit has a name of its own.
+The names are planned from the input, before any work (`plan_products`).
 """
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from stdatamodels.jwst import datamodels
 
-__all__ = ["per_source_products", "product_name", "source_tag"]
+from nodcombine.contract import RectifyRecord
+
+__all__ = ["PlannedSource", "per_source_products", "plan_products", "product_name", "source_tag"]
 
 
 def product_name(container):
@@ -33,38 +41,105 @@ def product_name(container):
     return Path(first).stem.rsplit("_", 1)[0] if first else "nodcombine"
 
 
-def source_tag(slit):
+def source_tag(source_id, source_name=""):
     """calwebb_spec3's source field: ``s``, ``b`` (background) or ``v`` (virtual) + 9 digits."""
-    source_id = int(slit.source_id or 0)
-    if "BKG" in str(slit.source_name or ""):
-        return f"b{source_id:09d}"
-    if source_id < 0:
-        return f"v{-source_id:09d}"
-    return f"s{source_id:09d}"
+    try:
+        number = int(source_id or 0)
+    except (TypeError, ValueError):  # a MIRI target name: no number
+        number = 0
+    if "BKG" in str(source_name or ""):
+        return f"b{number:09d}"
+    if number < 0:
+        return f"v{-number:09d}"
+    return f"s{number:09d}"
 
 
-def _source_stem(product, slit):
-    tag = source_tag(slit)
+@dataclass(frozen=True)
+class PlannedSource:
+    """One source of the visit and the stem of its products.
+
+    Attributes
+    ----------
+    label : str
+        The source (``detector/disperser/slit/source``, `SourceKey.label`).
+    members : frozenset of str
+        Its slits (``file[slit name]``), as the rectified slit lists them.
+    stem : str
+        ``<stem>_s2d.fits`` and ``<stem>_x1d.fits`` are its products.
+    """
+
+    label: str
+    members: frozenset
+    stem: str
+
+
+def plan_products(product, groups):
+    """A product stem per source, unique in the visit.
+
+    Parameters
+    ----------
+    product : str
+        Product stem (see `product_name`).
+    groups : list of SourceGroup
+        The visit's sources (`nodcombine.visit.group_by_source`).
+
+    Returns
+    -------
+    list of PlannedSource
+    """
+    # each qualifier is added to the names still shared, in this order
+    qualifiers = (
+        lambda key: str(key.slit).lower(),
+        lambda key: str(key.detector).lower(),
+        lambda key: str(key.disperser).lower(),
+    )
+    parts = [[_tag_of(group)] for group in groups]
+    for qualify in qualifiers:
+        shared = _shared(parts)
+        for index in shared:
+            parts[index].append(qualify(groups[index].key))
+    if _shared(parts):  # one source listed twice; refused upstream
+        raise ValueError("two sources of the visit have the same slit, detector and disperser")
+    return [
+        PlannedSource(g.label, frozenset(r.label for r in g.members), _stem(product, g, p))
+        for g, p in zip(groups, parts, strict=True)
+    ]
+
+
+def _tag_of(group):
+    first = group.members[0].slit
+    return source_tag(group.key.source, getattr(first, "source_name", ""))
+
+
+def _shared(parts):
+    seen = {}
+    for index, name in enumerate("_".join(p) for p in parts):
+        seen.setdefault(name, []).append(index)
+    return [i for indices in seen.values() if len(indices) > 1 for i in indices]
+
+
+def _stem(product, group, parts):
+    tag = "-".join(parts)
     stem = product
     if "{slit_name}" in stem:
-        stem = stem.replace("{slit_name}", str(slit.name or "").lower())
+        stem = stem.replace("{slit_name}", str(group.key.slit).lower())
     if "{source_id}" in stem:
         return stem.replace("{source_id}", tag)
     return f"{stem}_{tag}"
 
 
-def per_source_products(product, s2d, x1d):
-    """``(name, model)`` of each source's ``_s2d`` and ``_x1d``, calwebb_spec3 style.
+def per_source_products(plan, s2d, x1d):
+    """``(name, model)`` of each source's ``_s2d`` and ``_x1d``.
 
     Parameters
     ----------
-    product : str
-        Product stem (see `product_name`); ``{source_id}`` and ``{slit_name}``
-        are filled in as calwebb_spec3 does, else the source field is appended.
+    plan : list of PlannedSource
+        From `plan_products`.
     s2d : MultiSlitModel
-        Rectified slits.
+        Rectified slits (each names its member slits in its `RectifyRecord`).
     x1d : MultiSpecModel
-        Spectra.
+        Spectra; a spectrum belongs to the rectified slit with its name, source
+        id and wavelength grid.
 
     Yields
     ------
@@ -73,13 +148,33 @@ def per_source_products(product, s2d, x1d):
     model : DataModel
         ``MultiSlitModel`` with one slit, or ``MultiSpecModel`` with one spectrum.
     """
-    spectra = {(spec.name, spec.source_id): spec for spec in x1d.spec}
     for slit in s2d.slits:
-        stem = _source_stem(product, slit)
-        yield f"{stem}_s2d", _one_of(datamodels.MultiSlitModel, s2d, "slits", slit)
-        spec = spectra.get((slit.name, slit.source_id))
+        planned = _planned_for(plan, slit)
+        yield f"{planned.stem}_s2d", _one_of(datamodels.MultiSlitModel, s2d, "slits", slit)
+        spec = _spectrum_of(slit, x1d)
         if spec is not None:
-            yield f"{stem}_x1d", _one_of(datamodels.MultiSpecModel, x1d, "spec", spec)
+            yield f"{planned.stem}_x1d", _one_of(datamodels.MultiSpecModel, x1d, "spec", spec)
+
+
+def _planned_for(plan, slit):
+    record = RectifyRecord.from_tree(slit.instance)
+    members = set(record.members) if record is not None else set()
+    for planned in plan:
+        if planned.members & members:
+            return planned
+    raise ValueError(f"rectified slit {slit.name} is not a source of the visit")
+
+
+def _spectrum_of(slit, x1d):
+    record = RectifyRecord.from_tree(slit.instance)
+    for spec in x1d.spec:
+        if (spec.name, spec.source_id) != (slit.name, slit.source_id):
+            continue
+        wave = np.asarray(spec.spec_table["WAVELENGTH"], dtype=float)
+        grid = None if record is None else record.wavelength_grid_um
+        if grid is None or (wave.shape == grid.shape and np.allclose(wave, grid, rtol=1e-6)):
+            return spec
+    return None
 
 
 def _one_of(model_class, whole, key, item):

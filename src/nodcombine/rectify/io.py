@@ -48,6 +48,7 @@ from nodcombine.variances import VARIANCE_COMPONENTS
 __all__ = [
     "RectifyInputs",
     "append_slits",
+    "check_image",
     "check_visit",
     "new_multislit",
     "read_source",
@@ -175,6 +176,12 @@ def read_source(members):
         sigma_arcsec=sigma[:, 0, :] * source.pixel_scale[:, None],
         in_slit=in_slit_fraction(positive, np.isfinite(wavelength)),
     )
+
+
+def check_image(label, image):
+    """Refuse a rectified image without one finite bin (never an all-NaN ``_s2d``)."""
+    if not np.isfinite(image.data).any():
+        raise InputError(label, "data", "gives no rectified bin with a value")
 
 
 def _half_height(offset, usable):

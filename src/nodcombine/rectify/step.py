@@ -51,6 +51,7 @@ class RectifyStep(NodcombineStep):
         MultiSlitModel
             One rectified slit per source (suffix ``_s2d``).
         """
+        self.check_parameters()
         container = self.prepare_output(input_data)
         if not isinstance(container, ModelContainer):
             container = ModelContainer([container])
@@ -75,6 +76,8 @@ class RectifyStep(NodcombineStep):
         members, skipped = differenced_members(group)
         for _, err in skipped:
             log.info("left out %s", err)
+        if not members:  # nod_diff skipped the whole source: its reason, once
+            raise skipped[0][1]
         inputs = io.read_source(members)
         linear = inputs.linear if self.linear_grid == "auto" else self.linear_grid == "yes"
         weights = pixel_weights(
@@ -86,6 +89,7 @@ class RectifyStep(NodcombineStep):
             wave_grid=wavelength_grid(inputs.source.wavelengths, linear=linear),
             half_height=inputs.half_height,
         )
+        io.check_image(group.label, image)
         log.info(
             "%s: %d exposures -> %d x %d bins (%s grid), %d empty",
             group.label,

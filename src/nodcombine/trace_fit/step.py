@@ -68,6 +68,7 @@ class TraceFitStep(NodcombineStep):
         ModelContainer
             The same exposures with ``trace_model`` and the fit (suffix ``_trace``).
         """
+        self.check_parameters()
         container = self.prepare_output(input_data)
         try:
             io.check_visit(container)

@@ -1,0 +1,275 @@
+"""Checks a visit's ``_cal`` exposures pass before any step uses them.
+
+One home for what the record of an exposure says was done to it and whether
+the chain can use it: the association's members (`check_visit`), the
+background state (`check_background_state`: a nod background already
+subtracted is refused), each slit's arrays, WCS and path-loss state
+(`check_members`, which confines a bad slit to itself) and, for extraction,
+whether the slits are rectified at all (`check_rectified`).
+"""
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from jwst.datamodels import ModelContainer
+
+from nodcombine.contract import COMPLETE
+from nodcombine.errors import InputError, RefusedError
+from nodcombine.pathloss import undo_jwst_factor
+from nodcombine.variances import VARIANCE_COMPONENTS
+
+__all__ = [
+    "Members",
+    "check_background_state",
+    "check_members",
+    "check_rectified",
+    "check_visit",
+]
+
+log = logging.getLogger(__name__)
+
+#: |source_ypos| beyond which a NIRSpec source is outside its shutter (slit_frame
+#: units: the shutter spans -0.5 to 0.5; a little margin for the MSA's rounding)
+_MAX_SOURCE_YPOS = 0.55
+
+
+def check_visit(container):
+    """Raise `InputError` unless the input is a visit of two exposures or more.
+
+    Parameters
+    ----------
+    container : ModelContainer or DataModel
+        What the step opened.
+    """
+    if not isinstance(container, ModelContainer):
+        name = getattr(container.meta, "filename", None) or type(container).__name__
+        raise InputError(
+            name, "input", "is a single exposure; nod differencing needs an association"
+        )
+    # "None": what jwst's asn_from_list writes by default
+    asn_type = (getattr(container, "asn_table", None) or {}).get("asn_type")
+    if asn_type not in (None, "None", "spec3", "spec2"):
+        raise InputError("association", "asn_type", f"is {asn_type!r}, not a spec3 association")
+    if len(container) < 2:
+        raise InputError(
+            "association", "members", f"hold {len(container)} exposure(s); need at least two"
+        )
+
+
+def check_background_state(container):
+    """Refuse exposures whose nod background was already subtracted.
+
+    ``calwebb_spec2``'s defaults subtract the other nod positions
+    (``bkg_subtract``); differenced again, every flux would come out 1.5×
+    (3-point) or 2× (2-point) with no other sign.  A ``master_background``
+    that was applied subtracted a sky model, not the source's other images:
+    the nod difference removes what it left, so it is only logged.
+
+    Parameters
+    ----------
+    container : ModelContainer
+
+    Raises
+    ------
+    RefusedError
+        Naming the first such file, with the remedy.
+    """
+    for index, model in enumerate(container):
+        steps = model.meta.instance.get("cal_step") or {}
+        name = model.meta.filename or f"exposure {index}"
+        if steps.get("bkg_subtract") == COMPLETE:
+            raise RefusedError(
+                name,
+                "meta.cal_step.bkg_subtract",
+                "is COMPLETE: the nod background was already subtracted; rerun calwebb_spec2 "
+                "with --steps.bkg_subtract.skip=true (or strun calwebb_spec2_nod)",
+            )
+        if steps.get("nod_diff") == COMPLETE:
+            raise RefusedError(
+                name, "meta.cal_step.nod_diff", "is COMPLETE: a _nod product; give the _cal files"
+            )
+        if steps.get("master_background") == COMPLETE:
+            log.info("%s: master_background was applied; the nod difference removes its rest", name)
+
+
+@dataclass(frozen=True)
+class Members:
+    """The slits of one source that can be differenced, and those that cannot.
+
+    Attributes
+    ----------
+    refs : list of SlitRef
+    positions : numpy.ndarray of int
+        Nod position label of each of ``refs``.
+    undo_pathloss : list of numpy.ndarray or None
+        Per slit, the factor taking jwst's path-loss correction out.
+    skipped : list of tuple of (SlitRef, InputError)
+    """
+
+    refs: list
+    positions: np.ndarray
+    undo_pathloss: list
+    skipped: list
+
+
+def check_members(members, labels):
+    """Split one source's slits into those that can be differenced and the rest.
+
+    Parameters
+    ----------
+    members : list of SlitRef
+        The slits of one source.
+    labels : list
+        Nod position label of each member, or the `InputError` that it has none.
+
+    Returns
+    -------
+    Members
+    """
+    refs, positions, factors, skipped_refs = [], [], [], []
+    for ref, label in zip(members, labels, strict=True):
+        try:
+            if isinstance(label, Exception):
+                raise label
+            _check_slit(ref)
+            factors.append(_jwst_pathloss_undo(ref))
+        except InputError as err:
+            skipped_refs.append((ref, err))
+            continue
+        refs.append(ref)
+        positions.append(label)
+    refs, positions, factors = _consistent_pathloss(refs, positions, factors, skipped_refs)
+    return Members(refs, np.asarray(positions, dtype=int), factors, skipped_refs)
+
+
+def _consistent_pathloss(refs, positions, factors, skipped_refs):
+    """Leave out members without jwst's path-loss arrays when the others have them.
+
+    jwst records no array on a slit it did not correct; if one exposure of a
+    source lacks it while the others carry it, the exposures were calibrated
+    differently and differencing them would mix corrected and uncorrected
+    light (the flux of a real visit came out 97 % low).
+    """
+    if all(f is None for f in factors) or all(f is not None for f in factors):
+        return refs, positions, factors
+    kept = ([], [], [])
+    for ref, position, factor in zip(refs, positions, factors, strict=True):
+        if factor is None and _pathloss_state(ref) == COMPLETE:
+            skipped_refs.append(
+                (
+                    ref,
+                    ref.error(
+                        "pathloss_point",
+                        "is missing while meta.cal_step.pathloss is COMPLETE and the other "
+                        "exposures of this source carry it",
+                    ),
+                )
+            )
+            continue
+        for values, value in zip(kept, (ref, position, factor), strict=True):
+            values.append(value)
+    return kept
+
+
+def _pathloss_state(ref):
+    return (ref.model.meta.instance.get("cal_step") or {}).get("pathloss")
+
+
+def _check_array(ref, name):
+    array = getattr(ref.slit, name, None)
+    if array is None or np.size(array) == 0 or array.shape != ref.slit.data.shape:
+        raise ref.error(name, "is missing or has the wrong shape")
+    if np.any(array < 0):  # NaN compares false: those pixels are masked later
+        raise ref.error(name, f"has negative values (min {np.nanmin(array):g})")
+    if name == "var_rnoise" and not np.any(array > 0):
+        # every weight and every error of the rectified image would be infinite
+        raise ref.error(name, "is zero everywhere; the detector noise is not recorded")
+
+
+def _check_planned_position(ref):
+    """A NIRSpec source planned outside its own shutter (or slit) is not where we look."""
+    ypos = getattr(ref.slit, "source_ypos", None) if ref.instrument == "NIRSPEC" else None
+    if ypos is not None and np.isfinite(ypos) and abs(ypos) > _MAX_SOURCE_YPOS:
+        raise ref.error(
+            "source_ypos",
+            f"is {ypos:g}: the planned position is outside its shutter (|y| <= 0.5)",
+        )
+
+
+def _check_slit(ref):
+    """Raise `InputError` naming the slit and field if it cannot be differenced."""
+    data = getattr(ref.slit, "data", None)
+    if data is None or data.ndim != 2 or data.size == 0:
+        raise ref.error("data", "is not a 2-D array")
+    finite = np.isfinite(data)
+    if not finite.any():
+        raise ref.error("data", "is all NaN")
+    low, high = np.min(data[finite]), np.max(data[finite])
+    if low == high:  # no sky, no noise: not an exposure (an all-zero SCI gave FLUX 0)
+        raise ref.error("data", f"is constant ({low:g} in every pixel); not a sky exposure")
+    # read from the tree: the attribute of a slit without one raised
+    if (ref.slit.meta.instance or {}).get("wcs") is None:
+        raise ref.error("meta.wcs", "is missing; run assign_wcs/extract_2d first")
+    for name in VARIANCE_COMPONENTS:
+        _check_array(ref, name)
+    _check_planned_position(ref)
+
+
+def _jwst_pathloss_undo(ref):
+    """The factor that takes jwst's path-loss correction out of a ``_cal`` slit, or None.
+
+    The light outside the slit is corrected for at extraction, from the fitted
+    profile, so jwst's own correction (``meta.cal_step.pathloss``) comes out
+    first.  ``pathloss_correction_type`` says which array jwst used; a NIRSpec
+    slit jwst left alone (no type, no array) is read as it is.
+    """
+    if _pathloss_state(ref) != COMPLETE:
+        return None
+    miri = ref.instrument == "MIRI"
+    kind = str(ref.slit.instance.get("pathloss_correction_type") or "").upper()
+    if miri:
+        name = "pathloss_point"
+    elif kind:
+        name = "pathloss_point" if kind == "POINT" else "pathloss_uniform"
+    elif not any(k in ref.slit.instance for k in ("pathloss_point", "pathloss_uniform")):
+        return None  # jwst skipped this slit (source outside it, no model)
+    else:
+        source_type = str(getattr(ref.slit, "source_type", None) or "").upper()
+        name = "pathloss_point" if source_type == "POINT" else "pathloss_uniform"
+    values = ref.slit.instance.get(name)
+    if values is None or np.shape(values) != ref.slit.data.shape:
+        raise ref.error(
+            name,
+            "is missing while meta.cal_step.pathloss is COMPLETE; "
+            "cannot take jwst's path-loss correction out",
+        )
+    return undo_jwst_factor(values, multiplied=miri)
+
+
+#: ``meta.cal_step`` entries of the steps that make a rectified ``_s2d``
+_RECTIFYING_STEPS = ("rectify", "resample", "resample_spec")
+
+
+def check_rectified(model):
+    """Refuse a ``calwebb_spec2`` ``_cal`` product: its slits are not rectified.
+
+    Extracted as it is, a ``_cal`` gives a spectrum with the sky in it (twice
+    the flux of a nodded source) from curved, unrectified rows.
+
+    Raises
+    ------
+    InputError
+        Naming the file and ``meta.cal_step``, if ``extract_2d`` ran and no
+        rectifying step did.
+    """
+    steps = model.meta.instance.get("cal_step") or {}
+    if steps.get("extract_2d") == "COMPLETE" and not any(
+        steps.get(name) == "COMPLETE" for name in _RECTIFYING_STEPS
+    ):
+        raise InputError(
+            model.meta.filename or type(model).__name__,
+            "meta.cal_step",
+            "shows an unrectified _cal (extract_2d, no rectify or resample_spec); "
+            "run the nodcombine pipeline, or nod_diff, trace_fit and rectify, first",
+        )
