@@ -532,3 +532,22 @@ def test_models_passed_from_python_are_not_modified(visit):
     for model, data in zip(models, before, strict=True):
         np.testing.assert_array_equal(model.slits[0].data, data)
         assert model.meta.cal_step.instance.get("nod_diff") is None
+
+
+def test_a_mixed_association_gives_each_visit_what_it_gives_alone():
+    """NIRSpec MOS and MIRI LRS exposures in one input: each spectrum as if run alone.
+
+    The MIRI spectrum once took its slit width from the first (NIRSpec)
+    exposure: FLUX and FLUX_ERROR 1.78x too high through the path loss.
+    """
+    from jwst.datamodels import ModelContainer
+
+    nirspec, _ = simulate_nodded_visit("nrs_msa_prism", n_slits=1, n_points=3, seed=3)
+    miri, _ = simulate_nodded_visit("miri_lrs", n_points=2, seed=4)
+    mixed = NodCombinePipeline.call(ModelContainer([m.copy() for m in nirspec + miri]))
+    for alone in (NodCombinePipeline.call(ModelContainer(v)) for v in (nirspec, miri)):
+        table = alone.spec[0].spec_table
+        match = [s.spec_table for s in mixed.spec if len(s.spec_table) == len(table)]
+        assert len(match) == 1
+        for column in ("FLUX", "FLUX_ERROR"):
+            np.testing.assert_array_equal(match[0][column], table[column])

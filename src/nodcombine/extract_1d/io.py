@@ -24,13 +24,7 @@ from nodcombine.pathloss import corrected_flux, open_width_arcsec, x_offset_arcs
 from nodcombine.psf import total_sigma_arcsec, width_error
 from nodcombine.variances import VARIANCE_COMPONENTS
 
-__all__ = [
-    "ExtractionInputs",
-    "append_spectra",
-    "new_multispec",
-    "read_slit",
-    "spectrum_entry",
-]
+__all__ = ["ExtractionInputs", "append_spectra", "new_multispec", "read_slit", "spectrum_entry"]
 
 _MJY_TO_JY = 1.0e6
 _COPIED = (
@@ -168,7 +162,8 @@ def read_slit(slit, model):
     usable = np.isfinite(data)
     if dq is not None and np.shape(dq) == data.shape:
         usable &= (np.asarray(dq) & DQ["DO_NOT_USE"]) == 0
-    width = open_width_arcsec(model.meta.exposure.type, slit.name)
+    # the slit's own exposure, not the product's first: visits of two instruments mix
+    width = open_width_arcsec(_meta(slit, model, "exposure", "type"), slit.name)
     return ExtractionInputs(
         label=where,
         data=np.asarray(data, dtype=float),
@@ -232,28 +227,31 @@ def _stock_profile(slit):
 
 def _stock_sigma(slit, model, wavelength):
     """Width of the source image of a stock ``_s2d``: the PSF (and a fitted width, if any)."""
-    area = (model.meta.instance.get("photometry") or {}).get("pixelarea_arcsecsq")
+    area = _meta(slit, model, "photometry", "pixelarea_arcsecsq")
     scale = float(np.sqrt(area)) if area else 0.1
     record = TraceFitRecord.from_tree(slit.instance)
     s2 = None if record is None else record.source_sigma2_pix2
-    instrument = (model.meta.instrument.name or "").upper()
+    instrument = str(_meta(slit, model, "instrument", "name") or "").upper()
     return total_sigma_arcsec(instrument or "NIRSPEC", wavelength, s2, scale)
 
 
-def _first(*values):
-    for value in values:
+def _meta(slit, model, *path):
+    """A ``meta`` entry of the slit (its own exposure's), else of the product."""
+    for node in (slit, model):
+        value = node.meta.instance
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
         if value is not None:
             return value
     return None
 
 
 def _unit(slit, model):
-    return _first(slit.meta.instance.get("bunit_data"), model.meta.instance.get("bunit_data"))
+    return _meta(slit, model, "bunit_data")
 
 
 def _pixel_area(slit, model):
-    photometry = _first(slit.meta.instance.get("photometry"), model.meta.instance.get("photometry"))
-    area = (photometry or {}).get("pixelarea_steradians")
+    area = _meta(slit, model, "photometry", "pixelarea_steradians")
     return float(area) if area else None
 
 
