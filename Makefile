@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_trace_fit.py
 	$(BIN)/python benchmarks/bench_extract.py
 	$(BIN)/python benchmarks/bench_profiles.py
+	$(BIN)/python benchmarks/bench_visit_memory.py
 
 bench-profiles: $(STAMP)
 	$(BIN)/python benchmarks/bench_profiles.py
