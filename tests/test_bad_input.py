@@ -551,3 +551,30 @@ def test_a_mixed_association_gives_each_visit_what_it_gives_alone():
         assert len(match) == 1
         for column in ("FLUX", "FLUX_ERROR"):
             np.testing.assert_array_equal(match[0][column], table[column])
+
+
+def _subtract_other_positions(models):
+    """What calwebb_spec2's bkg_subtract does to a nod pattern (one exposure per position)."""
+    subtracted = [m.copy() for m in models]
+    for e, model in enumerate(subtracted):
+        for k, slit in enumerate(getattr(model, "slits", [model])):
+            others = [getattr(m, "slits", [m])[k].data for q, m in enumerate(models) if q != e]
+            slit.data = getattr(models[e], "slits", [models[e]])[k].data - np.mean(others, axis=0)
+    return subtracted
+
+
+def test_nod_subtracted_data_under_a_flag_that_says_otherwise_are_skipped(visit, caplog):
+    result = NodDiffStep.call(_subtract_other_positions(visit["models"]))
+    assert all(m.meta.cal_step.nod_diff == "SKIPPED" for m in result)
+    assert caplog.text.count("already holds negative nod images") == len(SOURCES)
+    assert "--steps.bkg_subtract.skip=true" in caplog.text
+
+
+def test_real_ceers_data_are_not_mistaken_for_subtracted_ones(ceers_files, caplog):
+    """CEERS 933 as delivered: differenced; subtracted by hand: recognised."""
+    models = [datamodels.open(f) for f in ceers_files]
+    assert NodDiffStep.call([m.copy() for m in models])[0].meta.cal_step.nod_diff == "COMPLETE"
+    assert "negative nod images" not in caplog.text
+    subtracted = NodDiffStep.call(_subtract_other_positions(models))
+    assert subtracted[0].meta.cal_step.nod_diff == "SKIPPED"
+    assert "already holds negative nod images" in caplog.text

@@ -14,8 +14,10 @@ import numpy as np
 
 from nodcombine.contract import COMPLETE, SKIPPED, NodSlitRecord, skipped
 from nodcombine.cutouts import DQ, SourceStack, stack_source
+from nodcombine.errors import InputError
 from nodcombine.modelio import write_array
 from nodcombine.nod_diff.masks import MaskSettings
+from nodcombine.nod_diff.presubtracted import presubtracted_signature
 from nodcombine.slitwcs import SlitWcs
 from nodcombine.variances import VARIANCE_COMPONENTS
 from nodcombine.visit import exposure_refs, slits_of
@@ -31,6 +33,7 @@ __all__ = [
     "outlier_pixels",
     "read_positions",
     "read_source",
+    "refuse_presubtracted",
     "skip_group",
     "write_skipped",
     "write_source",
@@ -228,6 +231,29 @@ def _error_scale_fields(error_scale, k):
         "error_scale_measured": float(error_scale.measured[k]),
         "error_scale_applied": float(error_scale.applied[k]),
     }
+
+
+def refuse_presubtracted(label, inputs):
+    """Raise `InputError` if the source's exposures hold the other positions' negative images.
+
+    The data's own record of a nod background already subtracted, for files
+    whose ``bkg_subtract`` flag says otherwise (`presubtracted_signature`).
+    """
+    if inputs.trace_rows is None:
+        return
+    error = np.sqrt(sum(inputs.stack.variances[c] for c in VARIANCE_COMPONENTS))
+    signature = presubtracted_signature(
+        inputs.stack.data, error, inputs.trace_rows, inputs.positions
+    )
+    if signature.presubtracted:
+        ratios = ", ".join(f"{r:+.2f}" for r in signature.ratio)
+        raise InputError(
+            label,
+            "data",
+            f"already holds negative nod images (level at the other positions' traces over "
+            f"its own: {ratios}); the nod background was subtracted: rerun calwebb_spec2 "
+            "with --steps.bkg_subtract.skip=true",
+        )
 
 
 def log_source(label, inputs, result, scale, stuck):

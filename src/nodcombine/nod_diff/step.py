@@ -111,6 +111,7 @@ class NodDiffStep(NodcombineStep):
             io.write_skipped([ref.slit], str(err))
         nd.check_partners(members.positions, self.position_key)
         inputs = io.read_source(members, with_shutters=self.stuck_threshold > 0)
+        io.refuse_presubtracted(group.label, inputs)
         usable, flags, stuck = mask_pixels(
             inputs.stack.data,
             inputs.stack.variances,
