@@ -578,3 +578,22 @@ def test_real_ceers_data_are_not_mistaken_for_subtracted_ones(ceers_files, caplo
     subtracted = NodDiffStep.call(_subtract_other_positions(models))
     assert subtracted[0].meta.cal_step.nod_diff == "SKIPPED"
     assert "already holds negative nod images" in caplog.text
+
+
+def test_cutout_origin_inconsistent_with_its_wcs_is_skipped(ceers_files, caplog):
+    """Real CEERS geometry: one exposure's xstart moved by 3 columns, its WCS not."""
+    models = [datamodels.open(f) for f in ceers_files]
+    models[1].xstart += 3
+    result = NodDiffStep.call(models)
+    assert result[1].nod_diff_status.startswith("SKIPPED")
+    assert "'xstart/ystart' (4, 659) disagree with the origin its WCS starts from" in caplog.text
+    assert Path(ceers_files[1]).name in caplog.text
+    # the two others are still a nod pair
+    assert [result[k].nod_diff_status for k in (0, 2)] == ["COMPLETE", "COMPLETE"]
+
+
+def test_jittered_cutouts_consistent_with_their_wcs_are_kept(caplog):
+    models, _ = simulate_nodded_visit("nrs_msa_prism", n_slits=2, seed=4, jitter_cutouts=True)
+    result = NodDiffStep.call(models)
+    assert all(m.meta.cal_step.nod_diff == "COMPLETE" for m in result)
+    assert "xstart/ystart" not in caplog.text

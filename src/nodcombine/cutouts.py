@@ -17,7 +17,7 @@ from stdatamodels.jwst.datamodels import dqflags
 
 from nodcombine.variances import VARIANCE_COMPONENTS
 
-__all__ = ["DQ", "SourceStack", "stack_source"]
+__all__ = ["DQ", "SourceStack", "cutout_origin", "stack_source"]
 
 DQ = dqflags.pixel
 
@@ -110,7 +110,7 @@ class SourceStack:
         return slice(row0, row0 + n_rows), slice(col0, col0 + n_cols)
 
 
-def _origin(ref):
+def cutout_origin(ref):
     """1-based detector origin (xstart, ystart) of a slit or image."""
     if ref.slit is ref.model and isinstance(ref.model, datamodels.ImageModel):
         sub = ref.model.meta.subarray
@@ -120,7 +120,7 @@ def _origin(ref):
 
 def _windows(members, vertical):
     """Each member's ``(row0, col0, n_rows, n_cols)`` on the union of the cutouts."""
-    origins = [_origin(ref) for ref in members]
+    origins = [cutout_origin(ref) for ref in members]
     shapes = [ref.slit.data.shape for ref in members]
     x0 = min(o[0] for o in origins)
     y0 = min(o[1] for o in origins)

@@ -16,8 +16,8 @@ from nodcombine.contract import COMPLETE, SKIPPED, NodSlitRecord, skipped
 from nodcombine.cutouts import DQ, SourceStack, stack_source
 from nodcombine.errors import InputError
 from nodcombine.modelio import write_array
+from nodcombine.nod_diff.consistency import presubtracted_signature
 from nodcombine.nod_diff.masks import MaskSettings
-from nodcombine.nod_diff.presubtracted import presubtracted_signature
 from nodcombine.slitwcs import SlitWcs
 from nodcombine.variances import VARIANCE_COMPONENTS
 from nodcombine.visit import exposure_refs, slits_of

@@ -1,5 +1,6 @@
-"""Recognising exposures whose nod background was already subtracted, from the data alone.
+"""What the data say about how they were prepared, whatever their metadata say.
 
+A nod background already subtracted:
 ``calwebb_spec2``'s ``bkg_subtract`` on a nod pattern subtracts the other
 positions' exposures: each ``_cal`` then holds the source's image at its own
 trace and *negative* images at the traces of the other positions (each
@@ -16,7 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PRESUBTRACTED_RATIO", "PresubtractedSignature", "presubtracted_signature"]
+__all__ = [
+    "PRESUBTRACTED_RATIO",
+    "PresubtractedSignature",
+    "presubtracted_signature",
+]
 
 #: r below this in every exposure (between 0 and the −0.5 of a 3-point subtraction)
 PRESUBTRACTED_RATIO = -0.25
