@@ -597,3 +597,24 @@ def test_jittered_cutouts_consistent_with_their_wcs_are_kept(caplog):
     result = NodDiffStep.call(models)
     assert all(m.meta.cal_step.nod_diff == "COMPLETE" for m in result)
     assert "xstart/ystart" not in caplog.text
+
+
+def test_a_skipped_source_is_in_the_visit_record_and_the_others_equal_a_clean_run(
+    visit, clean, tmp_path, caplog
+):
+    asn, paths = _copy_visit(visit, tmp_path)
+
+    def dead_slit(model):
+        model.slits[BAD_SLIT].data = np.zeros_like(model.slits[BAD_SLIT].data)
+
+    for path in paths:
+        _edit(path, dead_slit)
+    _, _, fluxes, record = _run(asn, tmp_path, caplog)
+    assert record["status"] == "complete"
+    assert record["counts"] == {"COMPLETE": 2, "SKIPPED": 1}
+    skipped = next(s for s in record["sources"] if s["status"] == "SKIPPED")
+    assert skipped["source"].endswith("/101/1001") and "'data' is constant" in skipped["reason"]
+    assert skipped["products"] == []
+    assert sorted(fluxes) == [n for n in sorted(clean["fluxes"]) if "1001" not in n]
+    for name, flux in fluxes.items():
+        np.testing.assert_array_equal(flux, clean["fluxes"][name])

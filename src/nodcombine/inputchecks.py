@@ -26,6 +26,7 @@ __all__ = [
     "check_members",
     "check_rectified",
     "check_visit",
+    "partners_missing",
 ]
 
 log = logging.getLogger(__name__)
@@ -188,6 +189,24 @@ def _origin_minus_wcs_shift(ref):
         return None
     x, y = cutout_origin(ref)
     return (x - 1 - float(shifts[0].offset.value), y - 1 - float(shifts[1].offset.value))
+
+
+def partners_missing(label, err, skipped):
+    """The `InputError` of a source left with fewer than two nod positions, and why.
+
+    Parameters
+    ----------
+    label : str
+        The source.
+    err : ValueError
+        What `~nodcombine.nod_diff.noddiff.check_partners` found.
+    skipped : list of (SlitRef, InputError)
+        The slits left out; the first one's reason is quoted.
+    """
+    why = f" (left out: {skipped[0][1]}" + (
+        f", and {len(skipped) - 1} more)" if len(skipped) > 1 else ")"
+    )
+    return InputError(label, "nod positions", f"{err}{why if skipped else ''}")
 
 
 def _consistent_pathloss(refs, positions, factors, skipped_refs):

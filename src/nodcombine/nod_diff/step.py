@@ -109,7 +109,10 @@ class NodDiffStep(NodcombineStep):
         for ref, err in members.skipped:
             log.warning("SKIPPED %s", err)
             io.write_skipped([ref.slit], str(err))
-        nd.check_partners(members.positions, self.position_key)
+        try:
+            nd.check_partners(members.positions, self.position_key)
+        except ValueError as err:  # say why the others were left out
+            raise inputchecks.partners_missing(group.label, err, members.skipped) from err
         inputs = io.read_source(members, with_shutters=self.stuck_threshold > 0)
         io.refuse_presubtracted(group.label, inputs)
         usable, flags, stuck = mask_pixels(

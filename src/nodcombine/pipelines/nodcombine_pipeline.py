@@ -47,7 +47,7 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
 
     def run(self, *args):
         """`process`, then the visit record's last write (after stpipe saved the ``_x1d``)."""
-        self._record = None
+        self._record, self._written = None, {}
         try:
             result = super().run(*args)
         except RefusedError as err:  # e.g. inputs nod_diff found already background-subtracted
@@ -58,6 +58,12 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
             reasons = {}
             for name in reversed(tuple(self.step_defs)):  # the first step's reason wins
                 reasons.update(getattr(self, name).skip_reasons)
+            # extraction names a source by its slit (``slit <name>``)
+            extracted = self.optimal_extract_1d.skip_reasons
+            for label in self._record.sources:
+                slit = label.split("/")[-2]
+                if label not in reasons and f"slit {slit}" in extracted:
+                    reasons[label] = extracted[f"slit {slit}"]
             self._record.finish(self._written, reasons)
             log.info("visit record %s", self._record.path)
         return result
@@ -98,7 +104,6 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
         return x1d
 
     def _save_sources(self, plan, s2d, x1d):
-        self._written = {}
         labels = {planned.stem: planned.label for planned in plan}
         for name, model in per_source_products(plan, s2d, x1d):
             path = Path(self.output_dir or ".") / f"{name}.fits"
