@@ -618,3 +618,15 @@ def test_a_skipped_source_is_in_the_visit_record_and_the_others_equal_a_clean_ru
     assert sorted(fluxes) == [n for n in sorted(clean["fluxes"]) if "1001" not in n]
     for name, flux in fluxes.items():
         np.testing.assert_array_equal(flux, clean["fluxes"][name])
+
+
+@pytest.mark.parametrize("exposure", [0, BAD_EXPOSURE])
+def test_a_dispersion_direction_the_instrument_does_not_have_is_skipped(exposure, visit, caplog):
+    """NIRSpec saying 2 (along y): that exposure left out, first member or not."""
+    models = [m.copy() for m in visit["models"]]
+    models[exposure].meta.instance.setdefault("wcsinfo", {})["dispersion_direction"] = 2
+    result = NodDiffStep.call(models)
+    assert "'meta.wcsinfo.dispersion_direction' is 2, but NIRSPEC disperses along x" in caplog.text
+    for k, model in enumerate(result):
+        statuses = {slit.nod_diff_status.split(":")[0] for slit in model.slits}
+        assert statuses == ({"SKIPPED"} if k == exposure else {"COMPLETE"})

@@ -31,6 +31,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: ``meta.wcsinfo.dispersion_direction`` of each instrument's slit spectra
+_DISPERSION_DIRECTION = {"NIRSPEC": 1, "MIRI": 2}
+
 #: |source_ypos| beyond which a NIRSpec source is outside its shutter (slit_frame
 #: units: the shutter spans -0.5 to 0.5; a little margin for the MSA's rounding)
 _MAX_SOURCE_YPOS = 0.55
@@ -253,6 +256,24 @@ def _check_array(ref, name):
         raise ref.error(name, "is zero everywhere; the detector noise is not recorded")
 
 
+def _check_dispersion_direction(ref):
+    """The exposure's recorded dispersion direction must be its instrument's.
+
+    The cutouts of a source are stacked in the orientation its first slit
+    records; a NIRSpec exposure saying 2 (along y) stacked every exposure of
+    the visit sideways.
+    """
+    wcsinfo = ref.model.meta.instance.get("wcsinfo") or {}
+    recorded = wcsinfo.get("dispersion_direction")
+    expected = _DISPERSION_DIRECTION.get(ref.instrument)
+    if recorded is not None and expected is not None and recorded != expected:
+        axis = "x (1)" if expected == 1 else "y (2)"
+        raise ref.error(
+            "meta.wcsinfo.dispersion_direction",
+            f"is {recorded}, but {ref.instrument} disperses along {axis}",
+        )
+
+
 def _check_planned_position(ref):
     """A NIRSpec source planned outside its own shutter (or slit) is not where we look."""
     ypos = getattr(ref.slit, "source_ypos", None) if ref.instrument == "NIRSPEC" else None
@@ -280,6 +301,7 @@ def _check_slit(ref):
     for name in VARIANCE_COMPONENTS:
         _check_array(ref, name)
     _check_planned_position(ref)
+    _check_dispersion_direction(ref)
 
 
 def _jwst_pathloss_undo(ref):
