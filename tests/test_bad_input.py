@@ -436,22 +436,32 @@ def test_parameter_outside_its_meaning_is_refused_before_any_work(
     assert not list(tmp_path.glob("*.fits"))
 
 
-def test_refused_parameter_ends_strun_with_status_2_and_one_line(visit, tmp_path):
+@pytest.mark.parametrize(
+    ("argument", "line"),
+    [
+        ("--steps.trace_fit.min_snr=nan", "REFUSED trace_fit: 'min_snr' is nan"),
+        ("--steps.nod_diff.n_sigma_outlier=-1", "'steps/nod_diff/n_sigma_outlier': the value"),
+        ("--steps.nod_diff.n_sigma_outlier=abc", 'the value "abc" is of the wrong type'),
+        ("--steps.optimal_extract_1d.window=0", "'steps/optimal_extract_1d/window': the value"),
+    ],
+)
+def test_refused_parameter_ends_strun_with_status_2_and_one_line(argument, line, visit, tmp_path):
+    """NaN (ours) and the spec's own limits and types (stpipe's): no traceback either way."""
     import subprocess
     import sys
 
-    command = [
-        str(Path(sys.executable).parent / "strun"),
-        "nodcombine",
-        str(visit["asn"]),
-        f"--output_dir={tmp_path}",
-        "--steps.trace_fit.min_snr=nan",
-    ]
+    strun = str(Path(sys.executable).parent / "strun")
+    command = [strun, "nodcombine", str(visit["asn"]), f"--output_dir={tmp_path}", argument]
     run = subprocess.run(command, capture_output=True, text=True, check=False)
     output = run.stdout + run.stderr
     assert run.returncode == 2
-    assert "REFUSED trace_fit: 'min_snr' is nan" in output
+    assert "REFUSED" in output and line in output
     assert "Traceback" not in output
+
+
+def test_parameter_below_its_spec_minimum_is_refused_from_python(visit):
+    with pytest.raises(RefusedError, match="too small"):
+        NodDiffStep.call([m.copy() for m in visit["models"]], n_sigma_outlier=-1)
 
 
 # ---------------------------------------------------------- the wrong input for a step

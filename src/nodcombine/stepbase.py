@@ -7,7 +7,7 @@ import re
 
 from jwst.datamodels import ModelContainer
 from jwst.stpipe import Step
-from stpipe.exceptions import StpipeExitException
+from stpipe.exceptions import StpipeExitException, ValidationError
 from stpipe.step import get_disable_crds_steppars
 
 from nodcombine.errors import InputError, RefusedError
@@ -57,6 +57,20 @@ class NodcombineMixin:
         except RefusedError as err:
             log.error("REFUSED %s", err)
             raise RunRefused(err.where, err.field, err.problem) from None
+
+    @classmethod
+    def from_config_section(cls, config, *args, **kwargs):
+        """`stpipe.Step.from_config_section`, a parameter the spec refuses ending it quietly.
+
+        stpipe's own check of the spec (``min``, ``max``, types) raises a
+        ``ValidationError`` that ``strun`` prints with a traceback; here it is
+        logged as one ``REFUSED`` line and ``strun`` exits with status 2.
+        """
+        try:
+            return super().from_config_section(config, *args, **kwargs)
+        except ValidationError as err:
+            log.error("REFUSED %s: %s", cls.class_alias or cls.__name__, err)
+            raise RunRefused(cls.class_alias or cls.__name__, "parameters", str(err)) from None
 
     def _check_output_dir(self):
         """Refuse an output folder that cannot be made, before any work (not at the end)."""
