@@ -227,12 +227,13 @@ def group_by_source(models):
 def group_families(groups):
     """Group sources seen by several dispersers (or detectors) into families.
 
-    A family shares program, observation, visit, instrument and a real
-    ``source_id`` (fixed slits also the slit: jwst numbers the primary source
-    of every fixed-slit observation 1); the groups of a family are fitted
-    together so that the best one can force its profile on the others.
+    A family shares program, observation, visit, instrument, slit and a real
+    ``source_id``; the groups of a family (its dispersers and detectors) are
+    fitted together so that the best one can force its profile on the others.
     Different pointings are never mixed: an offset from the planned position
-    belongs to one pointing.
+    belongs to one pointing; nor are different slits (two slitlets of one
+    source, jwst's fixed slits that all number their source 1): the source
+    sits elsewhere in each, so one's centre would be forced on the other.
 
     Parameters
     ----------
@@ -246,14 +247,6 @@ def group_families(groups):
     for index, group in enumerate(groups):
         key = group.key
         real_id = isinstance(key.source, int | np.integer) and key.source > 0
-        fixed_slit = group.members[0].model.meta.exposure.type == "NRS_FIXEDSLIT"
-        family = (
-            key.program,
-            key.observation,
-            key.visit,
-            key.instrument,
-            key.source,
-            key.slit if fixed_slit else "",
-        )
+        family = (key.program, key.observation, key.visit, key.instrument, key.source, key.slit)
         families.setdefault(family if real_id else ("group", index), []).append(group)
     return list(families.values())
