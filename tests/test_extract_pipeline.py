@@ -4,6 +4,7 @@ import logging
 
 import numpy as np
 import pytest
+from astropy.io import fits
 from stdatamodels.jwst import datamodels
 
 from helpers import run_chain, true_flux_jy
@@ -143,6 +144,9 @@ def test_pipeline_writes_per_source_products(tmp_path):
     with datamodels.open(next(tmp_path.glob("*_s000001000_x1d.fits"))) as one:
         assert isinstance(one, datamodels.MultiSpecModel) and len(one.spec) == 1
         assert one.spec[0].instance["extract_1d_extras"]["pathloss_applied"] is True
+    # specutils and jdaviz recognise a JWST product by its TELESCOP card
+    for name in names:
+        assert fits.getheader(tmp_path / name)["TELESCOP"] == "JWST"
 
 
 def _correction(shape):

@@ -60,6 +60,8 @@ def shutter_state(offset, mode):
 
 def _set_instrument_meta(meta, mode, index):
     """Instrument and exposure times of exposure ``index``."""
+    # TELESCOP is what specutils and jdaviz recognise a JWST product by
+    meta.telescope = "JWST"
     meta.instrument.name = mode.instrument
     meta.instrument.detector = mode.detector
     if mode.is_nirspec:
