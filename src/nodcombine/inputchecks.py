@@ -164,16 +164,26 @@ def _consistent_origins(refs, positions, factors, skipped_refs):
     if len(known) < 2:
         return refs, positions, factors
     reference = np.median(np.array(known), axis=0)
-    kept = ([], [], [])
-    for ref, position, factor, offset in zip(refs, positions, factors, offsets, strict=True):
+
+    def disagreement(ref, offset):
         # with two slits the median is their mean: one pixel apart, both are left out
-        if offset is not None and np.max(np.abs(np.subtract(offset, reference))) >= 0.5:
-            x, y = cutout_origin(ref)
-            problem = (
-                f"({x}, {y}) disagree with the origin its WCS starts from by "
-                f"{np.subtract(offset, reference).round(1).tolist()} pixels"
-            )
-            skipped_refs.append((ref, ref.error("xstart/ystart", problem)))
+        if offset is None or np.max(np.abs(np.subtract(offset, reference))) < 0.5:
+            return None
+        x, y = cutout_origin(ref)
+        shift = np.subtract(offset, reference).round(1).tolist()
+        problem = f"({x}, {y}) disagree with the origin its WCS starts from by {shift} pixels"
+        return ref.error("xstart/ystart", problem)
+
+    errors = [disagreement(ref, offset) for ref, offset in zip(refs, offsets, strict=True)]
+    return _leave_out(refs, positions, factors, errors, skipped_refs)
+
+
+def _leave_out(refs, positions, factors, errors, skipped_refs):
+    """The members whose error is None; the others go to ``skipped_refs`` with theirs."""
+    kept = ([], [], [])
+    for ref, position, factor, error in zip(refs, positions, factors, errors, strict=True):
+        if error is not None:
+            skipped_refs.append((ref, error))
             continue
         for values, value in zip(kept, (ref, position, factor), strict=True):
             values.append(value)
@@ -222,23 +232,17 @@ def _consistent_pathloss(refs, positions, factors, skipped_refs):
     """
     if all(f is None for f in factors) or all(f is not None for f in factors):
         return refs, positions, factors
-    kept = ([], [], [])
-    for ref, position, factor in zip(refs, positions, factors, strict=True):
-        if factor is None and _pathloss_state(ref) == COMPLETE:
-            skipped_refs.append(
-                (
-                    ref,
-                    ref.error(
-                        "pathloss_point",
-                        "is missing while meta.cal_step.pathloss is COMPLETE and the other "
-                        "exposures of this source carry it",
-                    ),
-                )
-            )
-            continue
-        for values, value in zip(kept, (ref, position, factor), strict=True):
-            values.append(value)
-    return kept
+    problem = (
+        "is missing while meta.cal_step.pathloss is COMPLETE and the other "
+        "exposures of this source carry it"
+    )
+    errors = [
+        ref.error("pathloss_point", problem)
+        if factor is None and _pathloss_state(ref) == COMPLETE
+        else None
+        for ref, factor in zip(refs, factors, strict=True)
+    ]
+    return _leave_out(refs, positions, factors, errors, skipped_refs)
 
 
 def _pathloss_state(ref):
