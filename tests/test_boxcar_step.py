@@ -268,3 +268,35 @@ def test_box_product_reopens(miri, tmp_path):
     with datamodels.open(path) as reopened:
         assert reopened.spec[0].spec_table.columns["background"].unit == "MJy/sr"
         assert reopened.spec[0].extraction_ystop - reopened.spec[0].extraction_ystart == 6
+
+
+def test_override_extract1d_beats_parameters_and_files(miri, tmp_path):
+    """``override_extract1d``: the reference's aperture over a parameter file and keywords."""
+    import asdf
+
+    from nodcombine.errors import RefusedError
+
+    s2d, _, _ = miri
+    reference = SHARED_DATA / "extract1d_refs" / "jwst_miri_extract1d_0005.json"
+    expected = OptimalExtract1dStep.call(
+        s2d, **box_parameters(read_extract1d_json(reference), "MIR_LRS-FIXEDSLIT")
+    ).spec[0]
+    user = tmp_path / "optimal.asdf"
+    tree = {
+        "class": "nodcombine.extract_1d.OptimalExtract1dStep",
+        "name": "optimal_extract_1d",
+        "parameters": {"extraction_type": "optimal", "extract_width": 3.0},
+    }
+    asdf.AsdfFile(tree).write_to(user)
+    overridden = OptimalExtract1dStep.call(
+        s2d, config_file=str(user), extract_width=1.0, override_extract1d=str(reference)
+    ).spec[0]
+    np.testing.assert_array_equal(overridden.spec_table["FLUX"], expected.spec_table["FLUX"])
+    assert overridden.extraction_ystop - overridden.extraction_ystart == (
+        expected.extraction_ystop - expected.extraction_ystart
+    )
+    # a reference without an aperture for this input is refused, naming the parameter
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"apertures": [{"id": "A"}, {"id": "B"}]}))
+    with pytest.raises(RefusedError, match="override_extract1d"):
+        OptimalExtract1dStep.call(s2d, override_extract1d=str(other))

@@ -58,7 +58,7 @@ def test_unknown_key_in_config_is_an_error(tmp_path):
     from stpipe import Step
 
     text = (
-        (REPO / "config" / "nod_diff_nrs_msaspec.asdf")
+        (REPO / "config" / "nod_diff_nrs_msaspec_prism.asdf")
         .read_text()
         .replace("min_bar: 0.4,", "min_bar: 0.4, min_barr: 0.5,")
     )
@@ -125,7 +125,7 @@ def test_strun_by_alias_with_parameter(small_visit, tmp_path):
 
 
 def test_strun_with_asdf_parameter_file(small_visit, tmp_path):
-    config = REPO / "config" / "nod_diff_nrs_msaspec.asdf"
+    config = REPO / "config" / "nod_diff_nrs_msaspec_prism.asdf"
     output = _run([str(STRUN), str(config), str(small_visit), f"--output_dir={tmp_path}"], tmp_path)
     assert "nod_diff: 2 of 2 sources differenced" in output
     assert len(list(tmp_path.glob("*_nod.fits"))) == 2
@@ -160,7 +160,7 @@ def test_every_module_has_all():
 def test_strun_trace_fit_on_nod_products(small_visit, tmp_path):
     _run([str(STRUN), "nod_diff", str(small_visit), f"--output_dir={tmp_path}"], tmp_path)
     nod_asn = write_association(sorted(tmp_path.glob("*_nod.fits")), tmp_path / "nod_asn.json")
-    config = REPO / "config" / "trace_fit_nrs_msaspec.asdf"
+    config = REPO / "config" / "trace_fit_nrs_msaspec_prism.asdf"
     output = _run(
         [str(STRUN), str(config), str(nod_asn), "--min_snr=12", f"--output_dir={tmp_path}"],
         tmp_path,
@@ -171,7 +171,7 @@ def test_strun_trace_fit_on_nod_products(small_visit, tmp_path):
 
 
 def test_strun_nodcombine_pipeline_with_config_and_step_parameter(small_visit, tmp_path):
-    config = REPO / "config" / "nodcombine_nrs_msaspec.asdf"
+    config = REPO / "config" / "nodcombine_nrs_msaspec_prism.asdf"
     output = _run(
         [
             str(STRUN),
@@ -213,17 +213,30 @@ def test_pipeline_freezes_pre_existing_objects_only_for_its_run():
         gc.unfreeze()
 
 
-def test_documented_offline_recipe_runs_the_pipeline(small_visit, tmp_path):
-    """docs/offline.md verbatim, in a shell with no CRDS variable set beforehand."""
+def _documented_offline_lines():
+    """The ``eval`` lines of the offline recipe, as README.md and docs/offline.md give them."""
+    lines = set()
+    for doc in (REPO / "README.md", REPO / "docs" / "offline.md"):
+        found = [
+            line.split("#")[0].strip()
+            for line in doc.read_text().splitlines()
+            if line.startswith('eval "$(')
+        ]
+        assert found, doc
+        lines.update(found)
+    return sorted(lines)
+
+
+@pytest.mark.parametrize("recipe", _documented_offline_lines())
+def test_documented_offline_recipe_runs_the_pipeline(recipe, small_visit, tmp_path):
+    """The docs' line verbatim, in a shell with no CRDS variable set and HOME in tmp_path."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CRDS_", "STPIPE_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    script = (
-        f'eval "$(python -m nodcombine.offline {tmp_path / "crds"})" && '
-        f"strun nodcombine {small_visit} --output_dir={tmp_path}"
-    )
+    env["HOME"] = str(tmp_path)
+    script = f"{recipe} && strun nodcombine {small_visit} --output_dir={tmp_path / 'out'}"
     completed = subprocess.run(
         ["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert len(list(tmp_path.glob("*_s?????????_x1d.fits"))) == 2
-    assert (tmp_path / "crds" / "config" / "jwst" / "server_config").is_file()
+    assert len(list((tmp_path / "out").glob("*_s?????????_x1d.fits"))) == 2
+    assert list(tmp_path.glob("*/config/jwst/server_config"))

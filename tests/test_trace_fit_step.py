@@ -348,5 +348,6 @@ def test_pipeline_diagnostics_go_to_its_output_dir(tmp_path, monkeypatch):
     )
     assert not list(cwd.iterdir())
     (figure,) = out.glob("*_trace_fit.png")
-    # program, observation, visit, detector, disperser, slit, source: unique per visit
-    assert figure.name.startswith("09999_001_001_NRS")
+    # the first exposure's stem (program, observation, visit, exposure, detector), the slit
+    # and the source: unique per visit and source
+    assert figure.name == "jw09999001001_03101_00001_nrs2_slit100_source1000_trace_fit.png"

@@ -21,6 +21,8 @@ _CLASSES = {
     "RectifyStep": "nodcombine.rectify.step",
     "OptimalExtract1dStep": "nodcombine.extract_1d.step",
     "NodCombinePipeline": "nodcombine.pipelines.nodcombine_pipeline",
+    "Spec3NodPipeline": "nodcombine.pipelines.spec3_nod",
+    "Spec2NodPipeline": "nodcombine.pipelines.spec2_nod",
 }
 
 __all__ = [*_CLASSES, "__version__"]

@@ -8,8 +8,9 @@ Without an association, a 3-point-nod PRISM visit of a few slitlets (with
 unflagged cosmic rays, and sources a little off their planned positions) is
 simulated into ``DIR/input``; the ``nodcombine`` pipeline (``nod_diff``,
 ``trace_fit``, ``rectify``, ``optimal_extract_1d``) writes an ``_s2d`` and an
-``_x1d`` per source to ``DIR/products``, with a trace-fit diagnostic and a
-2-D + 1-D figure per source.  CRDS is put offline unless the environment
+``_x1d`` per source to ``DIR/products``, with the pipeline's figures
+(``save_plots``: nod differences, rectified 2-D and 1-D spectrum) and a
+trace-fit diagnostic per source.  CRDS is put offline unless the environment
 already says otherwise.
 """
 
@@ -63,20 +64,6 @@ def _summarise_spectra(x1d):
     return "\n".join(lines)
 
 
-def _figures(products_dir):
-    """A 2-D + 1-D PNG for each source's _s2d/_x1d pair."""
-    from stdatamodels.jwst import datamodels
-
-    from nodcombine.plotting import save_spectrum_figure
-
-    for x1d_path in sorted(products_dir.glob("*_s?????????_x1d.fits")):
-        s2d_path = x1d_path.with_name(x1d_path.name.replace("_x1d", "_s2d"))
-        with datamodels.open(s2d_path) as s2d, datamodels.open(x1d_path) as x1d:
-            png = x1d_path.with_name(x1d_path.stem.replace("_x1d", "_spectrum") + ".png")
-            save_spectrum_figure(s2d.slits[0], x1d.spec[0], png, x1d_path.stem)
-            yield png
-
-
 def main(argv=None):
     """Run the demo; returns a process exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -95,11 +82,12 @@ def main(argv=None):
         str(asn),
         output_dir=str(products_dir),
         save_results=True,
+        save_plots=True,
         steps={"trace_fit": {"save_diagnostics": True}},
     )
     print(f"\nnodcombine products (_s2d, _x1d per source) in {products_dir.resolve()}")
     print(_summarise_spectra(x1d))
-    for png in _figures(products_dir):
+    for png in sorted(products_dir.glob("*.png")):
         print(f"  figure {png.name}")
     return 0
 

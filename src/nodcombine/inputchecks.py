@@ -83,6 +83,8 @@ def check_background_state(container):
     for index, model in enumerate(container):
         steps = model.meta.instance.get("cal_step") or {}
         name = model.meta.filename or f"exposure {index}"
+        if COMPLETE in (steps.get("rectify"), steps.get("optimal_extract_1d")):
+            continue  # an _s2d or _x1d among the _cal files: skipped by name per exposure
         if steps.get("bkg_subtract") == COMPLETE:
             raise RefusedError(
                 name,

@@ -22,4 +22,6 @@ def get_steps():
         ("nodcombine.rectify.RectifyStep", "rectify", False),
         ("nodcombine.extract_1d.OptimalExtract1dStep", "optimal_extract_1d", False),
         ("nodcombine.pipelines.NodCombinePipeline", "nodcombine", True),
+        ("nodcombine.pipelines.Spec3NodPipeline", "calwebb_spec3_nod", True),
+        ("nodcombine.pipelines.Spec2NodPipeline", "calwebb_spec2_nod", True),
     ]

@@ -16,8 +16,11 @@ more than the extraction.  The entries are validated when the product holding
 them is saved.
 """
 
+import copy
 import functools
 import logging
+import operator
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +30,7 @@ from jwst.datamodels import ModelContainer
 from stdatamodels.jwst import datamodels
 from stdatamodels.jwst.datamodels import JwstDataModel
 
+from nodcombine.contract import COMPLETE
 from nodcombine.errors import RefusedError
 
 __all__ = [
@@ -34,11 +38,15 @@ __all__ = [
     "new_entry",
     "open_exposure",
     "open_visit",
+    "product_history",
     "sort_asdf_extension_history",
     "write_array",
 ]
 
 log = logging.getLogger(__name__)
+
+#: seconds an exposure takes to open beyond which it is logged (a 50-slit one takes ~17 s)
+_SLOW_OPEN = 1.0
 
 #: association member fields that jwst's ModelContainer copies into ``meta``
 _MEMBER_FIELDS = ("tweakreg_catalog", "group_id")
@@ -139,6 +147,7 @@ def open_visit(input_data):
 
 def _from_paths(paths):
     _refuse_duplicates([Path(str(p)).name for p in paths], "input list")
+    log.info("opening %d exposures", len(paths))
     container = ModelContainer()
     for path in paths:
         model = _open_member(Path(str(path)))
@@ -163,6 +172,7 @@ def _from_association(asn_path):
         raise RefusedError(where, "products", "list no members; nothing to reduce")
     members = products[0]["members"]
     _refuse_duplicates([member["expname"] for member in members], where)
+    log.info("opening %d members of %s", len(members), where)
     container = ModelContainer()
     for member in members:
         exptype = str(member.get("exptype", "science")).lower()
@@ -202,11 +212,16 @@ def _refuse_duplicates(names, where):
 
 def _open_member(path):
     """`open_exposure`, or None after a ``SKIPPED`` warning naming the file and why."""
+    start = time.perf_counter()
     try:
-        return open_exposure(path)
+        model = open_exposure(path)
     except Exception as err:  # truncated, garbage, missing, a corrupt ASDF tree ...
         log.warning("SKIPPED %s: cannot be opened: %s: %s", path, type(err).__name__, err)
         return None
+    seconds = time.perf_counter() - start
+    if seconds >= _SLOW_OPEN:  # a many-slit exposure: say where the time goes
+        log.info("opened %s in %.1f s", path.name, seconds)
+    return model
 
 
 @functools.cache
@@ -291,3 +306,33 @@ def sort_asdf_extension_history(path):
         if ordered != block and len(ordered) == len(block):
             cell[start:end] = np.frombuffer(ordered, dtype=np.uint8)
             hdulist.flush()
+
+
+def product_history(models):
+    """``meta.cal_step`` and exposure times of a product made from ``models`` (each once).
+
+    ``update`` copies only metadata with a FITS keyword: the ``cal_step``
+    entries of this package's steps (``nod_diff``, ``trace_fit``; the schema
+    takes any key) would be lost.  A step is ``COMPLETE`` if it was for any
+    model.  Exposure times add up and start/end are the extremes, as in
+    jwst's resampling: ``combine_1d`` weights a spectrum by ``exposure_time``.
+
+    Returns
+    -------
+    cal_step, exposure : dict
+    """
+    cal_step, times = {}, {}
+    for model in models:
+        for step, status in (model.meta.instance.get("cal_step") or {}).items():
+            if cal_step.get(step) != COMPLETE:
+                cal_step[step] = status
+        for key, value in (model.meta.instance.get("exposure") or {}).items():
+            if value is not None and key in _TIME_TOTALS:
+                times[key] = _TIME_TOTALS[key](times[key], value) if key in times else value
+    if "duration" in times:
+        times["elapsed_exposure_time"] = times["duration"]
+    return copy.deepcopy(cal_step), {key: float(value) for key, value in times.items()}
+
+
+_SUMMED = ("exposure_time", "effective_exposure_time", "measurement_time", "duration")
+_TIME_TOTALS = {**dict.fromkeys(_SUMMED, operator.add), "start_time": min, "end_time": max}

@@ -10,16 +10,24 @@ pixel is ``detector -> slit_frame`` y, and the source's predicted trace is
 ``slit_frame -> detector`` at the planned ``(source_xpos, source_ypos)``.
 MIRI LRS has no slit frame: the trace is ``world -> detector`` at the
 target's RA/Dec and positions along the slit are pixel offsets from it.
+
+The WCS of a rectified slit (``rectify``'s ``_s2d``) is made here too:
+`rectified_wcs` and, for a linear grid, its FITS form `fits_wcsinfo`.
 """
 
 import warnings
 from functools import cached_property
 
 import numpy as np
+from astropy import coordinates as coord
+from astropy import units as u
+from astropy.modeling import models as am
+from gwcs import WCS
+from gwcs import coordinate_frames as cf
 
 from nodcombine.contract import SlitGeometry
 
-__all__ = ["NIRSPEC_SHUTTER_PITCH", "SlitWcs", "interp_columns"]
+__all__ = ["NIRSPEC_SHUTTER_PITCH", "SlitWcs", "fits_wcsinfo", "interp_columns", "rectified_wcs"]
 
 #: shutter pitch along the slit in NIRSpec ``slit_frame`` units (0.529″ / 0.46″)
 NIRSPEC_SHUTTER_PITCH = 1.15
@@ -212,3 +220,50 @@ def interp_columns(image, rows):
         # a row hit exactly takes that pixel alone, as numpy.interp does
         value = np.where(frac == 0, lo, np.where(frac == 1, hi, lo + (hi - lo) * frac))
     return np.where(inside, value, np.nan)
+
+
+def fits_wcsinfo(wave, offset0):
+    """``DISPAXIS`` and, for a linear grid, a FITS WCS giving the bin centres exactly.
+
+    jdaviz's ``2D Spectrum`` loader reads only the header's WCS.  A non-uniform
+    grid (the PRISM's native sampling) would need a ``-TAB`` table extension:
+    its wavelengths are in the gwcs and the ``WAVELENGTH`` array only.
+    """
+    info = {"dispersion_direction": 1}
+    step = (wave[-1] - wave[0]) / max(wave.size - 1, 1)
+    # linear to the float32 precision of the WAVELENGTH array
+    if step > 0 and np.allclose(wave, wave[0] + step * np.arange(wave.size), rtol=1e-7, atol=0):
+        # axis 2, untyped (linear): pixels along the slit from the source
+        info.update(wcsaxes=2, ctype1="WAVE", cunit1="um", crpix1=1.0, crpix2=1.0, cdelt2=1.0)
+        info.update(crval1=float(wave[0]), cdelt1=float(step), crval2=float(offset0))
+    return info
+
+
+def rectified_wcs(wave_grid, ra, dec, *, n_offset):
+    """``(x, y) -> (ra, dec, wavelength)`` of a rectified slit of ``n_offset`` rows.
+
+    Wavelength is the bin centre of column ``x`` (a lookup table: exact for
+    any grid); RA and Dec are the source's for every pixel (the slit is one
+    source wide).  The bounding box covers the image: specutils' ``JWST s2d``
+    reader evaluates the WCS on the pixels of the box.
+    """
+    ra = float(ra) if ra is not None else 0.0
+    dec = float(dec) if dec is not None else 0.0
+    wave = am.Tabular1D(
+        points=np.arange(len(wave_grid), dtype=float),
+        lookup_table=np.asarray(wave_grid, dtype=float),
+        bounds_error=False,
+        fill_value=np.nan,
+        method="linear",
+    )
+    transform = am.Mapping((0, 0, 0), n_inputs=2) | (am.Const1D(ra) & am.Const1D(dec) & wave)
+    detector = cf.Frame2D(name="detector", axes_order=(0, 1), unit=(u.pix, u.pix))
+    sky = cf.CelestialFrame(name="sky", axes_order=(0, 1), reference_frame=coord.ICRS())
+    spec = cf.SpectralFrame(
+        name="spectral", axes_order=(2,), unit=(u.micron,), axes_names=("wavelength",)
+    )
+    world = cf.CompositeFrame([sky, spec], name="world")
+    wcs = WCS([(detector, transform), (world, None)])
+    # pixel centres are integers: the box runs half a pixel beyond the first and last
+    wcs.bounding_box = ((-0.5, len(wave_grid) - 0.5), (-0.5, n_offset - 0.5))
+    return wcs

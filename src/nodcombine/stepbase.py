@@ -1,5 +1,6 @@
 """What the package's steps and pipelines share: logging, suffixes, the error policy."""
 
+import contextlib
 import logging
 import math
 import os
@@ -7,11 +8,19 @@ import re
 
 from jwst.datamodels import ModelContainer
 from jwst.stpipe import Step
+from stpipe import config_parser
 from stpipe.exceptions import StpipeExitException, ValidationError
 from stpipe.step import get_disable_crds_steppars
 
 from nodcombine.errors import InputError, RefusedError
 from nodcombine.modelio import sort_asdf_extension_history
+from nodcombine.parrefs import (
+    mode_differences,
+    packaged_parameter_file,
+    select_mode,
+    selection_parameters,
+)
+from nodcombine.progress import Progress
 from nodcombine.visit import group_by_source
 
 __all__ = ["OWN_SUFFIXES", "NodcombineMixin", "NodcombineStep", "RunRefused"]
@@ -48,6 +57,8 @@ class NodcombineMixin:
         what the user reads.
         """
         self.skip_reasons = {}  # by source label, this run's (`NodcombineStep.per_source`)
+        # the mode whose packaged parameters the step was configured with (`per_source`)
+        self._input_mode = select_mode(selection_parameters(args[0])) if args else None
         try:
             if self.parent is None:
                 self._check_output_dir()
@@ -128,10 +139,49 @@ class NodcombineMixin:
     def _get_crds_parameters(cls, dataset):
         # stpipe reads the first input's metadata to look up a pars-* reference
         # before it checks whether that look-up is disabled; parsing the ASDF tree
-        # of a 200-slit MultiSlitModel takes seconds, for nothing when offline.
+        # of a 200-slit MultiSlitModel takes seconds.  Offline, only the few keys
+        # the packaged selection reads are needed: they come from the header.
         if get_disable_crds_steppars():
-            return {}, "jwst"
+            return selection_parameters(dataset), "jwst"
         return super()._get_crds_parameters(dataset)
+
+    @classmethod
+    def get_config_from_reference(cls, dataset, disable=None, crds_observatory=None):
+        """The ``pars-*`` look-up of stpipe, then the packaged parameter file merged over it.
+
+        CRDS holds no ``pars-*`` files for this package's classes; the packaged
+        file chosen by `nodcombine.parrefs.SELECTION` stands in for them (and, in
+        ``calwebb_spec3_nod``, sets the stock sub-steps this package replaces).
+        A parameter file the user passes and command-line parameters are merged
+        over the result by stpipe, so they win.
+
+        Parameters
+        ----------
+        dataset : str, dict, DataModel or ModelContainer
+            The input, or its CRDS parameters.
+        disable : bool, optional
+            Disables the CRDS look-up only; the packaged file is local.
+        crds_observatory : str, optional
+
+        Returns
+        -------
+        configobj.ConfigObj
+        """
+        config = super().get_config_from_reference(
+            dataset, disable=disable, crds_observatory=crds_observatory
+        )
+        parameters = selection_parameters(dataset)
+        path, mode = packaged_parameter_file(cls.class_alias, parameters)
+        if path is None:
+            log.info(
+                "%s: no packaged parameter file for %s; the spec defaults apply",
+                cls.class_alias,
+                {key.rsplit(".", 1)[1]: value for key, value in parameters.items()} or "this input",
+            )
+            return config
+        log.info("%s: packaged parameters %s (mode %s)", cls.class_alias, path.name, mode or "any")
+        config_parser.merge_config(config, config_parser.load_config_file(str(path)))
+        return config
 
     def remove_suffix(self, name):
         """Strip a product suffix, this package's or jwst's, from a file stem.
@@ -185,8 +235,10 @@ class NodcombineStep(NodcombineMixin, Step):
             Sources done, sources seen.
         done : str
             What was done to them, for the log (``differenced``).
+
+        The log line is the step's `summary`.
         """
-        log.info("%s: %d of %d sources %s", self.class_alias, *counts, done)
+        log.info("%s", self.summary(counts, done))
         for model in models:
             setattr(model.meta.cal_step, self.class_alias, status_of(model))
         return models
@@ -201,11 +253,77 @@ class NodcombineStep(NodcombineMixin, Step):
             setattr(model.meta.cal_step, self.class_alias, "SKIPPED")
         return result
 
-    def per_source(self, label, work, on_skip=None):
+    def track(self, items, noun="sources"):
+        """Iterate over the step's sources, logging progress (`nodcombine.progress.Progress`).
+
+        Parameters
+        ----------
+        items : iterable
+            The sources (groups, families or slits), one at a time to
+            `per_source`.
+        noun : str, optional
+            What they are called in the log.
+
+        Returns
+        -------
+        iterator
+            ``items``; each request for the next counts the previous one done.
+        """
+        items = list(items)
+        self._progress = Progress(self.class_alias, len(items), noun=noun)
+        return self._progress.each(items)
+
+    def summary(self, counts, done):
+        """The step's last line: ``trace_fit: 9 of 10 sources fitted, 1 skipped, 12 s``.
+
+        Parameters
+        ----------
+        counts : tuple of (int, int)
+            Sources done, sources seen.
+        done : str
+            What was done to them (``fitted``).
+
+        Returns
+        -------
+        str
+            With the time since `track` started (0 without it).
+        """
+        progress = getattr(self, "_progress", None) or Progress(self.class_alias, counts[1])
+        return progress.summary(*counts, done)
+
+    @contextlib.contextmanager
+    def mode_parameters(self, label, model):
+        """Within the context, the packaged parameters of ``model``'s mode where they differ.
+
+        Parameters
+        ----------
+        label : str
+            The source, for the log.
+        model : DataModel or None
+            None, or a model of the input's own mode: nothing changes.
+        """
+        mode = select_mode(selection_parameters(model)) if model is not None else None
+        current = {name: getattr(self, name, None) for name in self.load_spec_file()}
+        changes = mode_differences(self.class_alias, self._input_mode, mode, current)
+        if changes:
+            log.info("%s: %s parameters for %s: %s", self.class_alias, mode, label, changes)
+        for name, value in changes.items():
+            setattr(self, name, value)
+        try:
+            yield
+        finally:
+            for name in changes:
+                setattr(self, name, current[name])
+
+    def per_source(self, label, work, on_skip=None, *, model=None):
         """``work()``, or None after logging and recording why it could not be done.
 
         The reason is also kept in ``skip_reasons`` (by ``label``) for the
-        pipeline's visit record.
+        pipeline's visit record.  A source whose ``model`` is of another
+        observing mode than the input's first member (a visit mixing MIRI LRS
+        and NIRSpec, say) is worked on with its own mode's packaged parameters
+        wherever the step holds the first member's packaged values
+        (`mode_parameters`), so that it comes out as if reduced alone.
 
         Parameters
         ----------
@@ -215,6 +333,8 @@ class NodcombineStep(NodcombineMixin, Step):
             Does the step's work for one source.
         on_skip : callable, optional
             Called with the reason (a string) when ``work`` fails.
+        model : DataModel, optional
+            One of the source's exposures, for its observing mode.
 
         Returns
         -------
@@ -222,7 +342,8 @@ class NodcombineStep(NodcombineMixin, Step):
             What ``work`` returned.
         """
         try:
-            return work()
+            with self.mode_parameters(label, model):
+                return work()
         except InputError as err:
             reason = str(err)
             log.warning("SKIPPED %s", reason)

@@ -1,18 +1,18 @@
 """``_s2d`` slits in, ``_x1d`` spectra out: the adapter of the 1-D extraction.
 
-Reads a rectified slit (ours, with its `~nodcombine.contract.RectifyRecord`,
-or a stock jwst one, whose profile comes from ``trace_model`` or a fit to the
-image), converts the extracted flux to Jy and builds a standard ``SpecModel``.
-Per-wavelength extras (path loss, profile fraction, widths) go in each
-spectrum's `~nodcombine.contract.ExtractionExtras` (``extract_1d_extras``, kept
-in the ASDF extension of the ``_x1d``): the standard ``spec_table`` may hold
-only its own columns.
+Reads a rectified slit (ours, with its `~nodcombine.contract.RectifyRecord`, or a
+stock jwst one, whose profile comes from ``trace_model`` or a fit to the image),
+converts the extracted flux to Jy and builds a standard ``SpecModel`` (with jwst's
+1-D WCS).  Per-wavelength extras (path loss, profile fraction, widths) go in each
+spectrum's `~nodcombine.contract.ExtractionExtras` (``extract_1d_extras``, in the
+ASDF extension of the ``_x1d``): the ``spec_table`` may hold only its own columns.
 """
 
 import functools
 from dataclasses import dataclass
 
 import numpy as np
+from jwst.extract_1d.spec_wcs import create_spectral_wcs
 from stdatamodels.jwst import datamodels
 
 from nodcombine.contract import ExtractionExtras, RectifyRecord, TraceFitRecord
@@ -278,9 +278,10 @@ def append_spectra(output, spectra):
 
 
 def new_multispec(model):
-    """An empty ``MultiSpecModel`` with the ``_s2d`` product's metadata."""
+    """An empty ``MultiSpecModel`` with the ``_s2d``'s metadata: all of ``cal_step``, too."""
     output = datamodels.MultiSpecModel()
-    output.update(model)
+    output.update(model)  # copies only the entries with a FITS keyword, not this package's
+    output.meta.instance["cal_step"] = dict(model.meta.instance.get("cal_step") or {})
     return output
 
 
@@ -338,6 +339,8 @@ def spectrum_entry(slit, inputs, result, *, apply_pathloss):
         if value is not None:
             setattr(spec, name, value)
     _aperture_limits(spec, spectrum, flux.size)
+    wcs = create_spectral_wcs(spec.source_ra or 0.0, spec.source_dec or 0.0, inputs.wavelength)
+    spec.instance["meta"] = {"wcs": wcs}  # as jwst's spectra: combine_1d reads it
     extras = ExtractionExtras(
         pathloss=_listed(pathloss),
         pathloss_applied=bool(apply_pathloss and pathloss is not None),

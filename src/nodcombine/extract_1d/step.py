@@ -10,12 +10,17 @@ from nodcombine.extract_1d import io
 from nodcombine.extract_1d.aperture import APERTURE_PARAMETERS, BACKGROUND_FITS, BoxAperture
 from nodcombine.extract_1d.extraction import ExtractionSettings, extract_source
 from nodcombine.inputchecks import check_rectified
+from nodcombine.parfiles import override_parameters
 from nodcombine.stepbase import NodcombineStep
 from nodcombine.visit import slits_of
 
-__all__ = ["OptimalExtract1dStep"]
+__all__ = ["BOX_SUFFIX", "OptimalExtract1dStep"]
 
 log = logging.getLogger(__name__)
+
+#: suffix of a box extraction's products, not the optimal one's; still ``*_x1d.fits``
+#: (jdaviz's Mosviz and specutils' MIRI MRS loader find 1-D products by name)
+BOX_SUFFIX = "box_x1d"
 
 
 class OptimalExtract1dStep(NodcombineStep):
@@ -28,7 +33,8 @@ class OptimalExtract1dStep(NodcombineStep):
 
     ``extraction_type='box'`` sums a boxcar aperture instead, given by the keys
     of a JSON ``extract1d`` reference (`nodcombine.extract_1d.aperture`; convert
-    a JSON file with ``nodcombine-extract1d``) in the ``_s2d``'s pixels:
+    a JSON file with ``nodcombine extract1d``, or name it in
+    ``override_extract1d``) in the ``_s2d``'s pixels:
     dispersion along x, cross-dispersion along y.  With ``use_source_posn`` the
     aperture and its background regions are moved to centre it on the source.
     """
@@ -52,6 +58,7 @@ class OptimalExtract1dStep(NodcombineStep):
     smoothing_length = integer(default=0, min=0)  # box: odd boxcar length smoothing the image along the dispersion before the background fit; 0: none
     independent_var = option("pixel", "wavelength", default="pixel")  # box: variable of src_coeff/bkg_coeff (column index or micron)
     use_source_posn = boolean(default=True)  # box: move the aperture (and background regions) to centre it on the source
+    override_extract1d = string(default=None)  # a JSON extract1d reference: its aperture for the input's slit or EXP_TYPE sets the box parameters, over any parameter file
     """  # noqa: E501
 
     def process(self, input_data):
@@ -73,6 +80,10 @@ class OptimalExtract1dStep(NodcombineStep):
         opened = not isinstance(input_data, datamodels.JwstDataModel)
         model = datamodels.open(input_data) if opened else input_data
         try:
+            if self.override_extract1d:  # the whole box, over the packaged file and the user's
+                box, default = override_parameters(self.override_extract1d, model), type(self)()
+                for name in ("extraction_type", "use_source_posn", *APERTURE_PARAMETERS):
+                    setattr(self, name, box.get(name, getattr(default, name)))
             output = io.new_multispec(model)
             try:
                 check_rectified(model)
@@ -83,19 +94,19 @@ class OptimalExtract1dStep(NodcombineStep):
             slits = slits_of(model)
             spectra = [
                 self.per_source(f"slit {slit.name}", partial(self._extract, slit, model, aperture))
-                for slit in slits
+                for slit in self.track(slits, noun="slits")
             ]
             io.append_spectra(output, spectra)
         finally:
             if opened:
                 model.close()
-        log.info("optimal_extract_1d: %d of %d slits extracted", len(output.spec), len(slits))
+        log.info("%s", self.summary((len(output.spec), len(slits)), "extracted"))
         output.meta.cal_step.optimal_extract_1d = "COMPLETE" if len(output.spec) else "SKIPPED"
         return output
 
     def default_suffix(self):
-        """Suffix of the product: ``x1d``."""
-        return "x1d"
+        """Suffix of the product: ``x1d``, or ``box_x1d`` for a box (never the optimal's file)."""
+        return BOX_SUFFIX if self.extraction_type == "box" else "x1d"
 
     def _extract(self, slit, model, aperture):
         inputs = io.read_slit(slit, model)

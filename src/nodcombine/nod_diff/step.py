@@ -74,9 +74,10 @@ class NodDiffStep(NodcombineStep):
             io.write_skipped(slits_of(container[index]), str(err))
         visit_labels = self._labels(io.exposure_positions(container, self.position_key))
         done = 0
-        for g in groups:
+        for g in self.track(groups):
             work = partial(self._difference, g, visit_labels, setting)
-            done += bool(self.per_source(g.label, work, partial(io.skip_group, g)))
+            skip = partial(io.skip_group, g)
+            done += bool(self.per_source(g.label, work, skip, model=g.members[0].model))
         # COMPLETE for an exposure with at least one differenced slit
         return self.record_status(container, io.exposure_status, (done, len(groups)), "differenced")
 

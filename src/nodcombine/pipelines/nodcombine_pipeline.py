@@ -13,11 +13,20 @@ from nodcombine.errors import RefusedError
 from nodcombine.extract_1d.step import OptimalExtract1dStep
 from nodcombine.modelio import open_visit
 from nodcombine.nod_diff.step import NodDiffStep
-from nodcombine.pipelines.products import per_source_products, product_name
+from nodcombine.pipelines.figures import save_visit_figures
+from nodcombine.pipelines.products import (
+    per_source_products,
+    plan_products,
+    product_name,
+    product_stem,
+    x1d_suffix,
+)
 from nodcombine.pipelines.visitrecord import RECORD_SUFFIX, VisitRecord, preflight, save_atomically
+from nodcombine.plotting import require_matplotlib
 from nodcombine.rectify.step import RectifyStep
 from nodcombine.stepbase import NodcombineMixin
 from nodcombine.trace_fit.step import TraceFitStep
+from nodcombine.visit import group_by_source
 
 __all__ = ["NodCombinePipeline"]
 
@@ -36,7 +45,8 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
 
     spec = """
     save_sources = boolean(default=True)  # with save_results: write an _s2d and _x1d per source
-    """
+    save_plots = boolean(default=False)  # write per source <stem>_nod.png, _s2d.png, _x1d.png into output_dir (needs matplotlib)
+    """  # noqa: E501
 
     step_defs: ClassVar[dict] = {
         "nod_diff": NodDiffStep,
@@ -92,7 +102,10 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
             output_dir = Path(self.output_dir or ".")
             plan = preflight(product, visit, output_dir)
             inputs = [model.meta.filename for model in visit]
-            self._record = VisitRecord(output_dir / f"{product}{RECORD_SUFFIX}", plan, inputs)
+            # a box run keeps its own record beside the optimal run's
+            box = "_box" if self.optimal_extract_1d.extraction_type == "box" else ""
+            record = output_dir / f"{product}{box}{RECORD_SUFFIX}"
+            self._record = VisitRecord(record, plan, inputs)
             self._record.started()
         with _imports_frozen():
             nod = self.nod_diff.run(visit)
@@ -101,20 +114,38 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
             x1d = self.optimal_extract_1d.run(s2d)
         if plan is not None:
             self._save_sources(plan, s2d, x1d)
+        if self.save_plots and isinstance(visit, ModelContainer):
+            self._save_plots(plan, product, visit, trace, s2d, x1d)
         return x1d
+
+    def check_parameters(self):
+        """Refuse non-finite numbers, and ``save_plots`` without matplotlib (before any work)."""
+        super().check_parameters()
+        if self.save_plots:
+            try:
+                require_matplotlib()
+            except ImportError as err:
+                raise RefusedError(self.class_alias, "save_plots", str(err)) from err
+
+    def _save_plots(self, plan, product, visit, trace, s2d, x1d):
+        """Each source's figures, named like its products (planned here without save_results)."""
+        if plan is None:
+            plan = plan_products(product, group_by_source(visit)[0])
+        window = self.optimal_extract_1d.window
+        save_visit_figures(plan, trace, s2d, x1d, self.output_dir or ".", window=window)
 
     def _save_sources(self, plan, s2d, x1d):
         labels = {planned.stem: planned.label for planned in plan}
-        for name, model in per_source_products(plan, s2d, x1d):
+        suffix = x1d_suffix(self.optimal_extract_1d.extraction_type)
+        for name, model in per_source_products(plan, s2d, x1d, x1d_suffix=suffix):
             path = Path(self.output_dir or ".") / f"{name}.fits"
             save_atomically(model, path)
-            stem = name.rsplit("_", 1)[0]
-            self._written.setdefault(labels[stem], []).append(path.name)
+            self._written.setdefault(labels[product_stem(name)], []).append(path.name)
             log.info("saved %s", path)
 
     def default_suffix(self):
-        """Suffix of the returned product: ``x1d``."""
-        return "x1d"
+        """Suffix of the returned product: ``x1d``, ``box_x1d`` for box extraction."""
+        return x1d_suffix(self.optimal_extract_1d.extraction_type)
 
 
 @contextlib.contextmanager

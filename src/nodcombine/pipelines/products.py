@@ -18,8 +18,17 @@ import numpy as np
 from stdatamodels.jwst import datamodels
 
 from nodcombine.contract import RectifyRecord
+from nodcombine.extract_1d.step import BOX_SUFFIX
 
-__all__ = ["PlannedSource", "per_source_products", "plan_products", "product_name", "source_tag"]
+__all__ = [
+    "PlannedSource",
+    "per_source_products",
+    "plan_products",
+    "product_name",
+    "product_stem",
+    "source_tag",
+    "x1d_suffix",
+]
 
 
 def product_name(container):
@@ -128,8 +137,12 @@ def _stem(product, group, parts):
     return f"{stem}_{tag}"
 
 
-def per_source_products(plan, s2d, x1d):
+def per_source_products(plan, s2d, x1d, *, x1d_suffix="x1d"):
     """``(name, model)`` of each source's ``_s2d`` and ``_x1d``.
+
+    Each product carries its source's own history and exposure time (those of
+    the rectified slit: the exposures the source was seen in), not the
+    visit's; jwst's ``combine_1d`` weights a spectrum by that time.
 
     Parameters
     ----------
@@ -140,20 +153,49 @@ def per_source_products(plan, s2d, x1d):
     x1d : MultiSpecModel
         Spectra; a spectrum belongs to the rectified slit with its name, source
         id and wavelength grid.
+    x1d_suffix : str, optional
+        Suffix of the spectra: ``x1d``, or
+        `~nodcombine.extract_1d.step.BOX_SUFFIX` for a box extraction, so that
+        box and optimal spectra of a visit never share a file.
 
     Yields
     ------
     name : str
-        File name without extension.
+        File name without extension (`product_stem` gives back the source's stem).
     model : DataModel
         ``MultiSlitModel`` with one slit, or ``MultiSpecModel`` with one spectrum.
     """
     for slit in s2d.slits:
         planned = _planned_for(plan, slit)
-        yield f"{planned.stem}_s2d", _one_of(datamodels.MultiSlitModel, s2d, "slits", slit)
+        yield f"{planned.stem}_s2d", _one_of(datamodels.MultiSlitModel, s2d, "slits", slit, slit)
         spec = _spectrum_of(slit, x1d)
         if spec is not None:
-            yield f"{planned.stem}_x1d", _one_of(datamodels.MultiSpecModel, x1d, "spec", spec)
+            one = _one_of(datamodels.MultiSpecModel, x1d, "spec", spec, slit)
+            yield f"{planned.stem}_{x1d_suffix}", one
+
+
+def x1d_suffix(extraction_type):
+    """Suffix of the spectra of ``optimal_extract_1d``'s ``extraction_type``."""
+    return BOX_SUFFIX if extraction_type == "box" else "x1d"
+
+
+def product_stem(name):
+    """The source's stem of a name `per_source_products` gives.
+
+    Parameters
+    ----------
+    name : str
+        E.g. ``visit_s000000933_box_x1d``.
+
+    Returns
+    -------
+    str
+        E.g. ``visit_s000000933``; ``name`` itself if it has no product suffix.
+    """
+    for suffix in (BOX_SUFFIX, "x1d", "s2d"):  # the longest first: box_x1d ends with x1d
+        if name.endswith(f"_{suffix}"):
+            return name[: -len(suffix) - 1]
+    return name
 
 
 def _planned_for(plan, slit):
@@ -177,13 +219,19 @@ def _spectrum_of(slit, x1d):
     return None
 
 
-def _one_of(model_class, whole, key, item):
-    """A product holding one item of ``whole`` and its metadata.
+def _one_of(model_class, whole, key, item, slit):
+    """A product holding one item of ``whole``, its metadata and the slit's own history.
 
     Written to the tree (validated when saved): ``update`` and a validated
     append cost 0.1 s per source, more than saving the file.
     """
     one = model_class()
-    one.instance["meta"] = copy.deepcopy(whole.instance["meta"])
+    meta = copy.deepcopy(whole.instance["meta"])
+    own = slit.instance.get("meta") or {}
+    # the visit's steps, the source's own statuses over them (rectify sets them per slit)
+    meta["cal_step"] = {**meta.get("cal_step", {}), **own.get("cal_step", {})}
+    if own.get("exposure"):
+        meta["exposure"] = copy.deepcopy(own["exposure"])
+    one.instance["meta"] = meta
     one.instance[key] = [item.instance]
     return one

@@ -25,17 +25,12 @@ import copy
 from dataclasses import dataclass
 
 import numpy as np
-from astropy import coordinates as coord
-from astropy import units as u
-from astropy.modeling import models as am
-from gwcs import WCS
-from gwcs import coordinate_frames as cf
 from stdatamodels.jwst import datamodels
 
 from nodcombine.contract import COMPLETE, RectifyRecord, TraceFitRecord, TraceProfile
 from nodcombine.cutouts import DQ
 from nodcombine.errors import InputError
-from nodcombine.modelio import new_entry
+from nodcombine.modelio import new_entry, product_history
 from nodcombine.nodsource import NodSource, read_nod_source
 from nodcombine.profile import source_pixel_fraction
 from nodcombine.rectify.nearest_bin import (
@@ -43,6 +38,7 @@ from nodcombine.rectify.nearest_bin import (
     difference_profile,
     in_slit_fraction,
 )
+from nodcombine.slitwcs import fits_wcsinfo, rectified_wcs
 from nodcombine.variances import VARIANCE_COMPONENTS
 
 __all__ = [
@@ -51,6 +47,7 @@ __all__ = [
     "check_image",
     "check_visit",
     "new_multislit",
+    "product_history",
     "read_source",
     "rectified_slit",
     "rectified_wcs",
@@ -230,9 +227,12 @@ def append_slits(output, slits):
 
 
 def new_multislit(models):
-    """An empty ``MultiSlitModel`` with the first exposure's metadata."""
+    """An empty ``MultiSlitModel`` with the first exposure's metadata and the visit's history."""
     output = datamodels.MultiSlitModel()
     output.update(models[0])
+    cal_step, times = product_history(models)
+    output.meta.instance["cal_step"] = cal_step
+    output.meta.instance.setdefault("exposure", {}).update(times)
     return output
 
 
@@ -322,6 +322,11 @@ def rectified_slit(inputs, image, *, weight_type):
     node.update(record.to_tree())
     node.update(inputs.record.to_tree())
     node["meta"] = _slit_meta(first, image, source)
+    # the source's own exposures: their steps, then its rectification; their total time
+    exposures = {id(ref.model): ref.model for ref in inputs.source.members}.values()
+    cal_step, times = product_history(exposures)
+    node["meta"]["cal_step"] = {**cal_step, "rectify": COMPLETE}
+    node["meta"].setdefault("exposure", {}).update(times)
     return slit
 
 
@@ -350,11 +355,13 @@ def _slit_meta(first, image, source):
     meta = copy.deepcopy({k: exposure[k] for k in _SLIT_META if k in exposure})
     unit = _first_meta(first, ("bunit_data",)) or "MJy/sr"
     meta.update(bunit_data=unit, bunit_err=unit)
-    meta["wcsinfo"] = {"dispersion_direction": 1}
+    meta["wcsinfo"] = fits_wcsinfo(np.asarray(image.wavelength, float), float(image.offset[0]))
     area = _first_meta(first, ("photometry", "pixelarea_steradians"))
     if area:
         meta.setdefault("photometry", {})["pixelarea_steradians"] = float(area)
-    meta["wcs"] = rectified_wcs(image.wavelength, source["source_ra"], source["source_dec"])
+    meta["wcs"] = rectified_wcs(
+        image.wavelength, source["source_ra"], source["source_dec"], n_offset=image.data.shape[0]
+    )
     return meta
 
 
@@ -367,28 +374,3 @@ def _first_meta(ref, path):
         if value is not None:
             return value
     return None
-
-
-def rectified_wcs(wave_grid, ra, dec):
-    """``(x, y) -> (ra, dec, wavelength)`` of a rectified slit.
-
-    Wavelength is the bin centre of column ``x`` (a lookup table); RA and Dec are
-    the source's for every pixel (the slit is one source wide).
-    """
-    ra = float(ra) if ra is not None else 0.0
-    dec = float(dec) if dec is not None else 0.0
-    wave = am.Tabular1D(
-        points=np.arange(len(wave_grid), dtype=float),
-        lookup_table=np.asarray(wave_grid, dtype=float),
-        bounds_error=False,
-        fill_value=np.nan,
-        method="linear",
-    )
-    transform = am.Mapping((0, 0, 0), n_inputs=2) | (am.Const1D(ra) & am.Const1D(dec) & wave)
-    detector = cf.Frame2D(name="detector", axes_order=(0, 1), unit=(u.pix, u.pix))
-    sky = cf.CelestialFrame(name="sky", axes_order=(0, 1), reference_frame=coord.ICRS())
-    spec = cf.SpectralFrame(
-        name="spectral", axes_order=(2,), unit=(u.micron,), axes_names=("wavelength",)
-    )
-    world = cf.CompositeFrame([sky, spec], name="world")
-    return WCS([(detector, transform), (world, None)])

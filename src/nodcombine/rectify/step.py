@@ -61,10 +61,12 @@ class RectifyStep(NodcombineStep):
         except InputError as err:
             return self.skip_input(output, err)
         groups, _ = self.group_sources(container)
-        io.append_slits(
-            output, [self.per_source(g.label, partial(self._rectify, g)) for g in groups]
-        )
-        log.info("rectify: %d of %d sources rectified", len(output.slits), len(groups))
+        slits = [
+            self.per_source(g.label, partial(self._rectify, g), model=g.members[0].model)
+            for g in self.track(groups)
+        ]
+        io.append_slits(output, slits)
+        log.info("%s", self.summary((len(output.slits), len(groups)), "rectified"))
         output.meta.cal_step.rectify = "COMPLETE" if len(output.slits) else "SKIPPED"
         return output
 

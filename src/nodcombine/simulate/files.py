@@ -78,6 +78,9 @@ def _set_instrument_meta(meta, mode, index):
     meta.exposure.measurement_time = mode.exposure_time
     meta.exposure.duration = mode.exposure_time
     meta.exposure.elapsed_exposure_time = mode.exposure_time
+    # one integration (NINTS, EFFINTTM): combine_1d's exptime_key='integration_time' weights by it
+    meta.exposure.nints = 1
+    meta.exposure.integration_time = mode.exposure_time
 
 
 def _set_observation_meta(meta, index):
@@ -217,6 +220,8 @@ def build_exposure_model(mode, cutouts, *, index, position, offset, n_points):
     # Validating each assignment re-reads the schemas (~5 ms each); validate once at the end.
     model = datamodels.MultiSlitModel(validate_on_assignment=False)
     _set_exposure_meta(model, mode, **exposure_meta)
+    # TARG_RA/TARG_DEC, as real files: combine_1d falls back on them for a spectrum's position
+    model.meta.target.ra, model.meta.target.dec = cutouts[0].ra, cutouts[0].dec
     for k, cutout in enumerate(cutouts):
         model.slits.append(_slit_model(mode, cutout, k, offset))
     model.validate()

@@ -75,11 +75,10 @@ class TraceFitStep(NodcombineStep):
         except InputError as err:
             return self.skip_input(container, err)
         groups, _ = self.group_sources(container)
-        fitted = sum(
-            self.per_source(f[0].label, partial(self._fit_family, f), partial(io.skip_groups, f))
-            or 0
-            for f in group_families(groups)
-        )
+        fitted = 0
+        for f in self.track(group_families(groups)):
+            work, skip = partial(self._fit_family, f), partial(io.skip_groups, f)
+            fitted += self.per_source(f[0].label, work, skip, model=f[0].members[0].model) or 0
         return self.record_status(container, io.exposure_status, (fitted, len(groups)), "fitted")
 
     def default_suffix(self):
@@ -137,11 +136,11 @@ class TraceFitStep(NodcombineStep):
 
     def _save_figure(self, group, inputs, solution):
         """Diagnostic PNG of one source in ``output_dir``; a failure costs only the figure."""
-        from nodcombine.plotting import save_trace_fit_figure
+        from nodcombine.plotting import save_trace_fit_figure, trace_fit_figure_name
 
+        stem = self.remove_suffix(Path(group.members[0].filename).stem)[0]
         # in a pipeline the step has no output_dir of its own: the pipeline's
-        directory = self.search_attr("output_dir") or "."
-        path = Path(directory) / f"{group.key.file_stem}_trace_fit.png"
+        path = Path(self.search_attr("output_dir") or ".") / trace_fit_figure_name(stem, group.key)
         try:
             save_trace_fit_figure(inputs.source, solution, path, group.label)
         except (OSError, ValueError, ImportError) as err:

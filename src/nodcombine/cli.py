@@ -1,0 +1,138 @@
+"""The ``nodcombine`` command: parameter references and set-up, beside ``strun``.
+
+::
+
+    nodcombine pars jw..._cal.fits                  # which packaged file each step would get
+    nodcombine copy-pars nodcombine --for asn.json my_pars.asdf   # a user copy to edit
+    nodcombine copy-pars trace_fit --mode nrs_fixedslit my_trace.asdf
+    nodcombine extract1d jwst_miri_extract1d_0005.json MIR_LRS-FIXEDSLIT box.asdf
+    nodcombine offline ~/crds_offline               # the CRDS variables for running offline
+
+The reductions themselves run with ``strun`` (``strun nodcombine asn.json``).
+"""
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from nodcombine import offline, parfiles
+from nodcombine.parrefs import (
+    SELECTION,
+    SELECTORS,
+    packaged_directory,
+    packaged_parameter_file,
+    selection_parameters,
+)
+
+__all__ = ["main"]
+
+#: the aliases that have packaged parameter files, in pipeline order
+ALIASES = (
+    "nod_diff",
+    "trace_fit",
+    "rectify",
+    "optimal_extract_1d",
+    "nodcombine",
+    "calwebb_spec3_nod",
+    "calwebb_spec2_nod",
+)
+
+
+def main(argv=None):
+    """Run one subcommand.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status: 0, or 2 for an input the command cannot use.
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return args.run(args)
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="nodcombine",
+        description="Parameter references and set-up for the nodcombine steps "
+        "(the reductions run with strun: strun nodcombine asn.json).",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    pars = commands.add_parser(
+        "pars", help="show which packaged parameter file each step gets for an input"
+    )
+    pars.add_argument("input", help="a _cal file or an association")
+    pars.set_defaults(run=_show_pars)
+
+    copy = commands.add_parser("copy-pars", help="write a user copy of a packaged parameter file")
+    copy.add_argument("alias", choices=ALIASES, help="step or pipeline")
+    which = copy.add_mutually_exclusive_group(required=True)
+    which.add_argument("--for", dest="input", help="the input whose file to copy")
+    which.add_argument("--mode", choices=[mode for _, mode in SELECTION], help="observing mode")
+    copy.add_argument("output", help="the ASDF file to write")
+    copy.set_defaults(run=_copy_pars)
+
+    extract = commands.add_parser(
+        "extract1d", help="convert a JSON extract1d reference aperture to box parameters"
+    )
+    extract.add_argument("arguments", nargs=argparse.REMAINDER, help="REFERENCE [APERTURE] OUT")
+    extract.set_defaults(run=lambda args: parfiles.main(args.arguments))
+
+    crds = commands.add_parser(
+        "offline", help='make a serverless CRDS cache; use: eval "$(nodcombine offline DIR)"'
+    )
+    crds.add_argument("directory", help="the local CRDS cache (created if needed)")
+    crds.set_defaults(run=lambda args: offline.main([args.directory]))
+    return parser
+
+
+def _show_pars(args):
+    parameters = selection_parameters(args.input)
+    if not parameters:
+        print(f"{args.input}: cannot read {', '.join(SELECTORS.values())}", file=sys.stderr)
+        return 2
+    print(f"{args.input}: " + ", ".join(f"{SELECTORS[k]}={v}" for k, v in parameters.items()))
+    for alias in ALIASES:
+        path, mode = packaged_parameter_file(alias, parameters)
+        print(f"  {alias:20s} {path.name if path else 'none: spec defaults'}")
+    if mode is None:
+        print("  no mode of the selection table matches: the steps' spec defaults apply")
+    return 0
+
+
+def _copy_pars(args):
+    if args.input:
+        path, _ = packaged_parameter_file(args.alias, selection_parameters(args.input))
+    else:
+        path, _ = packaged_parameter_file(args.alias, _example_of(args.mode))
+    if path is None:
+        print(f"no packaged parameter file of {args.alias} for that input", file=sys.stderr)
+        return 2
+    output = Path(args.output)
+    if output.exists():
+        print(f"{output} exists; not overwritten", file=sys.stderr)
+        return 2
+    shutil.copyfile(path, output)
+    print(f"wrote {output} (a copy of {path.relative_to(packaged_directory().parent)})")
+    print(f"edit it, then: strun {output} <input>")
+    return 0
+
+
+def _example_of(mode):
+    """Metadata that select ``mode``: its row's selectors, patterns made concrete."""
+    (selectors,) = [selectors for selectors, row_mode in SELECTION if row_mode == mode]
+    return {key: pattern.replace("*", "") for key, pattern in selectors.items()}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

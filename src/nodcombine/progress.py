@@ -1,0 +1,164 @@
+"""Progress of a step over the sources of a visit: log lines, a terminal bar, a summary.
+
+A 200-source visit keeps ``trace_fit`` busy for minutes.  `Progress` logs how
+far it got and how long the rest should take, at each tenth of the sources and
+at least every ``interval`` seconds, and draws a bar on a terminal.  A step
+that is done in a second says nothing until its summary.  The bar is
+written to the stream only when it is a terminal (never into a log file or a
+CI log); log lines go through `logging` as every other line of the package.
+"""
+
+import logging
+import os
+import sys
+import time
+
+__all__ = ["Progress", "format_seconds", "wants_bar"]
+
+log = logging.getLogger(__name__)
+
+_BAR_WIDTH = 24
+#: seconds between two redraws of the bar (a redraw per source is too many on 1,000 sources)
+_REDRAW = 0.2
+#: seconds since the last line below which a tenth passed is not worth a line
+_QUIET = 1.0
+
+
+def format_seconds(seconds):
+    """A duration for people: ``0.4 s``, ``12 s``, ``3.5 min``."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def wants_bar(stream):
+    """Whether ``stream`` is a terminal a bar may be drawn on.
+
+    Not in CI (``CI`` set) or on a ``dumb`` terminal, where carriage returns
+    are not honoured; not on a closed or redirected stream.
+    """
+    if os.environ.get("CI") or os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False
+
+
+class Progress:
+    """Count the sources a step has done and say how long the rest will take.
+
+    Parameters
+    ----------
+    name : str
+        The step, first word of every line (``trace_fit``).
+    total : int
+        Sources to do.
+    noun : str, optional
+        What is counted (``sources``, ``slits``).
+    logger : logging.Logger, optional
+        Where the lines go (default: this module's).
+    stream : file-like, optional
+        Where a bar may be drawn (default: `sys.stderr` at creation).
+    interval : float, optional
+        Longest silence, seconds, between two progress lines.
+    quiet : float, optional
+        Shortest time, seconds, between two lines (default 1 s).
+    clock : callable, optional
+        Seconds, for tests (default `time.monotonic`).
+    """
+
+    def __init__(
+        self,
+        name,
+        total,
+        *,
+        noun="sources",
+        logger=None,
+        stream=None,
+        interval=10.0,
+        quiet=None,
+        clock=None,
+    ):
+        self.name, self.total, self.noun = name, int(total), noun
+        self.done = 0
+        self._log = logger or log
+        self._clock = clock or time.monotonic
+        self._interval = interval
+        self._quiet = _QUIET if quiet is None else quiet
+        self._start = self._last_line = self._last_draw = self._clock()
+        self._tenths = 0
+        self._stream = sys.stderr if stream is None else stream
+        self._bar = self.total > 0 and wants_bar(self._stream)
+        if self._bar:
+            self._draw()
+
+    @property
+    def elapsed(self):
+        """Seconds since the start."""
+        return self._clock() - self._start
+
+    def each(self, items):
+        """Yield ``items``, counting one done each time the next is asked for.
+
+        The bar is cleared when the iteration ends, also on an error.
+        """
+        try:
+            for item in items:
+                yield item
+                self.advance()
+        finally:
+            self.close()
+
+    def advance(self):
+        """Count one more source done; log a line or redraw the bar if it is time."""
+        self.done += 1
+        now = self._clock()
+        tenths = self.done * 10 // max(self.total, 1)
+        # the last source is said by the step's summary line, not here
+        since = now - self._last_line
+        due = (tenths > self._tenths and since >= self._quiet) or since >= self._interval
+        if self.done < self.total and due:
+            self._tenths, self._last_line = tenths, now
+            self._log.info("%s", self.line())
+        if self._bar and (now - self._last_draw >= _REDRAW or self.done >= self.total):
+            self._last_draw = now
+            self._draw()
+
+    def line(self):
+        """``trace_fit: 20/200 sources, 12 s elapsed, ~108 s left``."""
+        elapsed = self.elapsed
+        text = f"{self.name}: {self.done}/{self.total} {self.noun}, "
+        text += f"{format_seconds(elapsed)} elapsed"
+        if 0 < self.done < self.total:
+            left = elapsed / self.done * (self.total - self.done)
+            text += f", ~{format_seconds(left)} left"
+        return text
+
+    def summary(self, done, seen, verb):
+        """The step's last line: ``trace_fit: 198 of 200 sources fitted, 2 skipped, 95 s``."""
+        return (
+            f"{self.name}: {done} of {seen} {self.noun} {verb}, {seen - done} skipped, "
+            f"{format_seconds(self.elapsed)}"
+        )
+
+    def close(self):
+        """Clear the bar from the terminal line (log lines continue on a clean line)."""
+        if self._bar:
+            self._write("\r\033[K")
+            self._bar = False
+
+    def _draw(self):
+        filled = round(_BAR_WIDTH * self.done / self.total)
+        bar = "#" * filled + "." * (_BAR_WIDTH - filled)
+        # back to column 0 afterwards: the next log line overwrites the bar
+        self._write(f"\r{self.name} [{bar}] {self.line().split(': ', 1)[1]}\033[K\r")
+
+    def _write(self, text):
+        try:
+            self._stream.write(text)
+            self._stream.flush()
+        except (OSError, ValueError):  # a terminal gone away: no bar, the work goes on
+            self._bar = False
