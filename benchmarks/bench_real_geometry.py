@@ -1,0 +1,219 @@
+"""Cost of a visit on the real NIRSpec geometry: ``strun nodcombine`` against stdatamodels' open.
+
+Simulated files carry the package's simplified gwcs; real ``_cal`` files carry
+the whole NIRSpec transform chain in every slit, and reading and evaluating it
+is most of the work.  This benchmark builds, once, multi-slit ``_cal`` files of
+N slits x 3 nod exposures whose every slit is a CEERS 933 slit (real gwcs,
+WAVELENGTH, variances and metadata, from ``../shared/data/ceers_933``) with its
+own source id and a planned position shifted by up to a tenth of a shutter; and
+the same N slits simulated with the simplified gwcs.  Each is cached in
+``benchmarks/output/real_geometry/`` (never committed).
+
+For each visit it runs, each in a fresh process and ``--repeats`` times:
+
+* ``open``: stdatamodels' ``datamodels.open`` of the three files, each slit's
+  arrays touched (what any reduction must at least do);
+* ``chain``: ``strun nodcombine`` on the association, its stages split from
+  the log's timestamps (the step lines, and the per-source products saved
+  after the last step);
+
+and prints medians side by side: seconds, seconds per source, the chain over
+the open, and peak RSS.  Usage::
+
+    python benchmarks/bench_real_geometry.py [--slits 10 50 200] [--repeats 3]
+"""
+
+import argparse
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+OUTPUT = Path(__file__).parent / "output" / "real_geometry"
+CEERS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ceers_933"
+STEPS = ("nod_diff", "trace_fit", "rectify", "optimal_extract_1d")
+
+_OPEN_SCRIPT = """
+import sys
+from stdatamodels.jwst import datamodels
+for path in sys.argv[1:]:
+    model = datamodels.open(path)
+    for slit in model.slits:
+        slit.data, slit.err, slit.dq, slit.wavelength, slit.meta.wcs
+    model.close()
+"""
+
+
+def build_real_visit(n_slits, folder):
+    """N CEERS slits per exposure, 3 exposures, and their association (cached)."""
+    asn = folder / "real_asn.json"
+    if asn.exists():
+        return asn
+    from stdatamodels.jwst import datamodels
+
+    from nodcombine.simulate import write_association
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for source_path in sorted(CEERS.glob("*.fits")):
+        with datamodels.open(source_path) as slit_model:
+            exposure = datamodels.MultiSlitModel()
+            exposure.update(slit_model)
+            for k in range(n_slits):
+                exposure.slits.append(_renumbered(slit_model, k))
+            name = source_path.name.split("_phot")[0] + "_cal.fits"
+            exposure.meta.filename = name
+            exposure.save(folder / name)
+            paths.append(folder / name)
+    return write_association(paths, asn, product_name="real")
+
+
+def _renumbered(slit_model, k):
+    """The CEERS slit as slit ``k`` of a MOS exposure: its own source, shifted a little."""
+    slit = slit_model.copy()
+    slit.name = str(100 + k)
+    slit.slitlet_id = 100 + k
+    slit.source_id = 1000 + k
+    slit.source_name = f"bench_{1000 + k}"
+    # up to a tenth of a shutter: every source fitted, none at the same predicted row
+    slit.source_ypos = float(slit_model.source_ypos) + 0.1 * ((k % 5) - 2) / 2
+    return slit
+
+
+def build_simplified_visit(n_slits, folder):
+    """N simulated PRISM slits with the simplified gwcs (cached)."""
+    asn = folder / "nodcombine_sim_asn.json"
+    if not asn.exists():
+        from nodcombine.simulate import simulate_nodded_visit, write_visit
+
+        models, _ = simulate_nodded_visit(
+            "nrs_msa_prism", n_slits=n_slits, n_points=3, seed=n_slits, emission_lines=False
+        )
+        write_visit(models, folder)
+    return asn
+
+
+def _in_child(command):
+    """Run ``command``; (return code, peak RSS MB, wall seconds, output) of that process alone."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        start = time.perf_counter()
+        completed = subprocess.run(command, capture_output=True, text=True, check=False)
+        seconds = time.perf_counter() - start
+        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        log = OUTPUT / f"child_{os.getpid()}.log"
+        log.write_text(completed.stdout + completed.stderr)
+        os.write(write, f"{completed.returncode} {peak_kb} {seconds} {log}".encode())
+        os._exit(0)
+    os.close(write)
+    returncode, peak_kb, seconds, log = os.read(read, 500).decode().split()
+    os.waitpid(pid, 0)
+    text = Path(log).read_text()
+    Path(log).unlink()
+    return int(returncode), int(peak_kb) / 1024, float(seconds), text
+
+
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) - (\S+) - \w+ - (.*)$")
+
+
+def stage_seconds(log_text):
+    """Seconds per stage from ``strun``'s log: each step, and saving the per-source products."""
+    events = []
+    for line in log_text.splitlines():
+        match = _STAMP.match(line)
+        if match:
+            stamp = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f")
+            events.append((stamp.timestamp(), match.group(3)))
+    stages, started = {}, {}
+    for t, message in events:
+        if message.startswith("Step nodcombine running"):
+            started["nodcombine"] = t
+        for step in STEPS:
+            if message.startswith(f"Step {step} running"):
+                started[step] = t
+            elif message.startswith(f"Step {step} done") and step in started:
+                stages[step] = t - started[step]
+    if "nodcombine" in started and "nod_diff" in started:
+        # the pipeline opens the visit itself, before its first step
+        stages["open inputs"] = started["nod_diff"] - started["nodcombine"]
+    end = started.get("optimal_extract_1d")
+    saves = [t for t, message in events if message.startswith("saved ")]
+    if saves and end is not None:
+        last_step = end + stages.get("optimal_extract_1d", 0.0)
+        stages["save products"] = max(saves) - last_step
+    if events:
+        stages["whole log"] = events[-1][0] - events[0][0]
+    return stages
+
+
+def measure(asn, repeats):
+    """Medians of ``repeats`` runs: the open alone, and the chain with its stages."""
+    files = sorted(asn.parent.glob("*_cal.fits"))
+    opens, chains, stages = [], [], []
+    strun = Path(sys.executable).parent / "strun"
+    for _ in range(repeats):
+        rc, rss, seconds, text = _in_child([sys.executable, "-c", _OPEN_SCRIPT, *map(str, files)])
+        if rc:
+            raise RuntimeError(f"open failed: {text[-2000:]}")
+        opens.append((seconds, rss))
+        out = asn.parent / "out"
+        rc, rss, seconds, text = _in_child(
+            [str(strun), "nodcombine", str(asn), f"--output_dir={out}"]
+        )
+        if rc:
+            raise RuntimeError(f"strun failed: {text[-2000:]}")
+        chains.append((seconds, rss))
+        stages.append(stage_seconds(text))
+    median = statistics.median
+    return {
+        "open": median(s for s, _ in opens),
+        "open_rss": median(r for _, r in opens),
+        "chain": median(s for s, _ in chains),
+        "chain_rss": median(r for _, r in chains),
+        "stages": {k: median(s.get(k, 0.0) for s in stages) for k in stages[0]},
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slits", type=int, nargs="+", default=[10, 50, 200])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    from nodcombine.offline import configure_offline_crds
+
+    configure_offline_crds(OUTPUT / "crds")
+    rows = []
+    for n_slits in args.slits:
+        for geometry, build in (("real", build_real_visit), ("simplified", build_simplified_visit)):
+            asn = build(n_slits, OUTPUT / f"{geometry}_{n_slits}")
+            rows.append((n_slits, geometry, measure(asn, args.repeats)))
+    print(f"medians of {args.repeats} runs, each in a fresh process\n")
+    print(
+        "| slits | WCS | open (s) | chain (s) | per source (s) | chain/open "
+        "| peak RSS open / chain (MB) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for n_slits, geometry, m in rows:
+        print(
+            f"| {n_slits} | {geometry} | {m['open']:.1f} | {m['chain']:.1f} | "
+            f"{m['chain'] / n_slits:.2f} | {m['chain'] / m['open']:.2f} | "
+            f"{m['open_rss']:.0f} / {m['chain_rss']:.0f} |"
+        )
+    print("\nstages of the chain (s, from the log; 'save products' = the per-source files)\n")
+    names = list(rows[0][2]["stages"])
+    print("| slits | WCS | " + " | ".join(names) + " |")
+    print("|---|---|" + "---|" * len(names))
+    for n_slits, geometry, m in rows:
+        cells = " | ".join(f"{m['stages'].get(k, 0.0):.1f}" for k in names)
+        print(f"| {n_slits} | {geometry} | {cells} |")
+
+
+if __name__ == "__main__":
+    main()
