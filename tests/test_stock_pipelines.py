@@ -365,3 +365,33 @@ def test_a_source_of_another_mode_gets_its_own_packaged_values():
     assert mode_differences(
         "rectify", "nrs_msaspec_grating", "miri_lrs", {"linear_grid": "yes"}
     ) == {"linear_grid": "no"}
+
+
+def test_an_override_without_an_aperture_is_refused_before_any_work(visit, tmp_path, caplog):
+    from nodcombine import NodCombinePipeline
+    from nodcombine.errors import RefusedError
+
+    reference = REPO.parent / "shared" / "data" / "extract1d_refs" / "jwst_miri_extract1d_0005.json"
+    steps = {"optimal_extract_1d": {"override_extract1d": str(reference)}}
+    with (
+        caplog.at_level(logging.INFO, logger="nodcombine"),
+        pytest.raises(RefusedError, match="no aperture for"),
+    ):
+        NodCombinePipeline.call(str(visit), output_dir=str(tmp_path), steps=steps)
+    assert "Step nodcombine running" in caplog.text  # the log is captured
+    assert "Step nod_diff running" not in caplog.text  # but no step ran
+
+
+def test_command_errors_are_one_line_and_status_2(tmp_path, capsys):
+    assert cli.main(["pars", str(tmp_path / "missing_cal.fits")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    completed = subprocess.run(
+        [str(NODCOMBINE), "extract1d", "missing.json", "X", str(tmp_path / "out.asdf")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert "Traceback" not in completed.stderr
+    assert "missing.json: not a readable JSON extract1d reference" in completed.stderr

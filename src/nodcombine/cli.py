@@ -97,6 +97,9 @@ def _parser():
 
 
 def _show_pars(args):
+    if not Path(args.input).is_file():
+        print(f"{args.input}: no such file", file=sys.stderr)
+        return 2
     parameters = selection_parameters(args.input)
     if not parameters:
         print(f"{args.input}: cannot read {', '.join(SELECTORS.values())}", file=sys.stderr)

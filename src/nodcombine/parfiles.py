@@ -366,8 +366,12 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    parameters = write_parameter_file(
-        args.reference, args.output, args.aperture_id, keep_position=args.keep_position
-    )
+    try:
+        parameters = write_parameter_file(
+            args.reference, args.output, args.aperture_id, keep_position=args.keep_position
+        )
+    except ValueError as err:  # an unreadable file, an unknown key: the message says which
+        log.error("%s", err)
+        return 2
     log.info("wrote %s: %s", args.output, parameters)
     return 0

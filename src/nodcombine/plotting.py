@@ -30,6 +30,7 @@ __all__ = [
 
 _BIN = 0.25  # pixels per bin of the collapsed profile
 _GREY = "0.45"  # lines and titles of sources that are not detections
+_ACCENT = {True: "C2", False: _GREY}  # profile and trace: green only for a detection
 _DPI = 100
 
 
@@ -259,7 +260,7 @@ def save_s2d_figure(slit, path, title, *, window, unit="", detected=True):
     else:  # a stock _s2d: its columns' mean wavelength
         wave = np.nanmean(np.asarray(slit.wavelength, dtype=float), axis=0)
     image = _s2d_panel(image_ax, data, wave, record, detected=detected)
-    line = "k" if detected else _GREY
+    line, accent = ("k", "C2") if detected else (_GREY, _GREY)
     for edge in window:
         for ax in (image_ax, side):
             ax.axhline(edge, color=line, ls="--", lw=0.8)
@@ -278,9 +279,9 @@ def save_s2d_figure(slit, path, title, *, window, unit="", detected=True):
         model = np.where(good, record.profile, 0.0).sum(axis=1)
         scale = (collapsed @ model) / (model @ model) if np.any(model) else 0.0
         side.step(collapsed, record.offsets, where="mid", color=line, lw=0.8, label="data")
-        side.plot(scale * model, record.offsets, color="C2", lw=1.2, label="profile")
+        side.plot(scale * model, record.offsets, color=accent, lw=1.2, label="profile")
         side.legend(fontsize=7, loc="upper right")
-    side.axhspan(*window, color="C2" if detected else "0.8", alpha=0.12, lw=0)
+    side.axhspan(*window, color=accent, alpha=0.12, lw=0)
     side.set_xlabel("sum over λ")
     _finish(fig, path, title, detected)
 
@@ -290,6 +291,7 @@ def _s2d_panel(ax, data, wave, record, *, detected):
     n_off = data.shape[0]
     offsets = record.offsets if record is not None else np.arange(n_off) - (n_off - 1) / 2.0
     limit = _limit(data)
+    accent = _ACCENT[bool(detected)]
     # the PRISM grid is not uniform: each bin is drawn between its edges
     image = ax.pcolormesh(
         bin_edges(wave),
@@ -302,9 +304,8 @@ def _s2d_panel(ax, data, wave, record, *, detected):
     if record is not None and record.pixel_scale_arcsec > 0:
         # the core's FWHM per bin (contours of the profile itself wander with its masked bins)
         half = np.sqrt(2.0 * np.log(2.0)) * record.sigma_arcsec / record.pixel_scale_arcsec
-        for sign in (-1, 1):
-            ax.plot(record.wavelength_grid_um, sign * half, color="C2", lw=0.9)
-    ax.axhline(0.0, color="C2", lw=0.5, ls=":")
+        ax.plot(record.wavelength_grid_um, np.outer(half, (-1, 1)), color=accent, lw=0.9)
+    ax.axhline(0.0, color=accent, lw=0.5, ls=":")
     return image
 
 

@@ -13,6 +13,7 @@ from nodcombine.errors import RefusedError
 from nodcombine.extract_1d.step import OptimalExtract1dStep
 from nodcombine.modelio import open_visit
 from nodcombine.nod_diff.step import NodDiffStep
+from nodcombine.parfiles import override_parameters
 from nodcombine.pipelines.figures import save_visit_figures
 from nodcombine.pipelines.products import (
     per_source_products,
@@ -96,6 +97,9 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
         visit = open_visit(input_data)
         if visit is None:  # models: copied, never modified
             visit = self.prepare_output(input_data)
+        override = self.optimal_extract_1d.override_extract1d
+        if override and isinstance(visit, ModelContainer) and len(visit):
+            override_parameters(override, visit[0])  # refused before any work
         product = product_name(visit) if isinstance(visit, ModelContainer) else "nodcombine"
         plan = None
         if self.save_results and self.save_sources and isinstance(visit, ModelContainer):

@@ -91,6 +91,11 @@ class Spec3NodPipeline(NodcombineMixin, Spec3Pipeline):
             Like stock ``calwebb_spec3``, the products are saved, not returned.
         """
         log.info("Starting calwebb_spec3_nod ...")
+        if not self.save_results:  # strun saves by default; call() does not
+            log.warning(
+                "save_results is False: like calwebb_spec3 this pipeline returns nothing, "
+                "so no product will be kept; pass save_results=True"
+            )
         for step in (self, *(getattr(self, name) for name in self.step_defs)):
             if isinstance(step, NodcombineMixin):
                 step.check_parameters()
