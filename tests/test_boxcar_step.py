@@ -295,6 +295,10 @@ def test_override_extract1d_beats_parameters_and_files(miri, tmp_path):
     assert overridden.extraction_ystop - overridden.extraction_ystart == (
         expected.extraction_ystop - expected.extraction_ystart
     )
+    # the step instance keeps its own parameters: a second run without the override is optimal
+    step = OptimalExtract1dStep(override_extract1d=str(reference))
+    assert step.run(s2d).spec[0].extraction_ystart == expected.extraction_ystart
+    assert step.extraction_type == "optimal"
     # a reference without an aperture for this input is refused, naming the parameter
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"apertures": [{"id": "A"}, {"id": "B"}]}))

@@ -33,14 +33,12 @@ from pathlib import Path
 
 import asdf
 
-from nodcombine.errors import RefusedError
 from nodcombine.integration import get_steps
 
 __all__ = [
     "aperture_ids",
     "box_parameters",
     "main",
-    "override_parameters",
     "parameter_tree",
     "read_extract1d_json",
     "write_parameter_file",
@@ -272,45 +270,6 @@ def _use_source_posn(aperture, keep_position, where):
         aperture.get("use_source_posn"),
     )
     return True
-
-
-def override_parameters(path, model):
-    """The box parameters an ``override_extract1d`` reference gives for ``model``.
-
-    The aperture is the one named after a slit of the model, else after its
-    ``EXP_TYPE``, else the reference's only one, as jwst's ``extract_1d``
-    chooses apertures.
-
-    Parameters
-    ----------
-    path : str or Path
-        A JSON ``extract1d`` reference.
-    model : DataModel
-        The ``_s2d`` to extract.
-
-    Returns
-    -------
-    dict
-
-    Raises
-    ------
-    RefusedError
-        Naming ``override_extract1d``, if the file cannot be read or names no
-        aperture for the model.
-    """
-    try:
-        reference = read_extract1d_json(path)
-        ids = aperture_ids(reference)
-        names = [getattr(slit, "name", None) for slit in getattr(model, "slits", [model])]
-        wanted = [*names, model.meta.exposure.type]
-        chosen = next((name for name in wanted if name in ids), ids[0] if len(ids) == 1 else None)
-        if chosen is None:
-            raise ValueError(f"no aperture for {sorted({str(w) for w in wanted})} among {ids}")
-        parameters = box_parameters(reference, chosen)
-    except ValueError as err:
-        raise RefusedError(str(path), "override_extract1d", str(err)) from err
-    log.info("override_extract1d: aperture %s of %s: %s", chosen, Path(path).name, parameters)
-    return parameters
 
 
 def write_parameter_file(reference, path, aperture_id=None, *, keep_position=False):

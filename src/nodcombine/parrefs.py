@@ -12,6 +12,9 @@ command line or as keywords.
 The metadata come from the first science member's primary header, read with
 astropy: opening the datamodel of a 200-slit MOS exposure to read four
 keywords would take seconds.
+
+``override_extract1d`` names a JSON ``extract1d`` reference directly, as in
+jwst; its aperture beats every file and keyword (`override_box`).
 """
 
 import fnmatch
@@ -24,10 +27,16 @@ from pathlib import Path
 import asdf
 from astropy.io import fits
 
+from nodcombine.errors import RefusedError
+from nodcombine.extract_1d.aperture import APERTURE_PARAMETERS
+from nodcombine.parfiles import aperture_ids, box_parameters, read_extract1d_json
+
 __all__ = [
     "SELECTION",
     "SELECTORS",
     "mode_differences",
+    "override_box",
+    "override_parameters",
     "packaged_directory",
     "packaged_parameter_file",
     "packaged_values",
@@ -240,3 +249,66 @@ def _first_science_member(asn_path):
                 expname = Path(member["expname"])
                 return expname if expname.is_absolute() else asn_path.parent / expname
     raise KeyError("no science member")
+
+
+def override_parameters(path, model):
+    """The box parameters an ``override_extract1d`` reference gives for ``model``.
+
+    The aperture is the one named after a slit of the model, else after its
+    ``EXP_TYPE``, else the reference's only one, as jwst's ``extract_1d``
+    chooses apertures.
+
+    Parameters
+    ----------
+    path : str or Path
+        A JSON ``extract1d`` reference.
+    model : DataModel
+        The ``_s2d`` to extract.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    RefusedError
+        Naming ``override_extract1d``, if the file cannot be read or names no
+        aperture for the model.
+    """
+    try:
+        reference = read_extract1d_json(path)
+        ids = aperture_ids(reference)
+        names = [getattr(slit, "name", None) for slit in getattr(model, "slits", [model])]
+        wanted = [*names, model.meta.exposure.type]
+        chosen = next((name for name in wanted if name in ids), ids[0] if len(ids) == 1 else None)
+        if chosen is None:
+            raise ValueError(f"no aperture for {sorted({str(w) for w in wanted})} among {ids}")
+        parameters = box_parameters(reference, chosen)
+    except ValueError as err:
+        raise RefusedError(str(path), "override_extract1d", str(err)) from err
+    log.info("override_extract1d: aperture %s of %s: %s", chosen, Path(path).name, parameters)
+    return parameters
+
+
+def override_box(path, model, step_class):
+    """The whole box ``override_extract1d`` sets; every box parameter it lacks at its default.
+
+    Parameters
+    ----------
+    path : str or None
+        The step's ``override_extract1d``; None or empty: no change.
+    model : DataModel
+        The ``_s2d`` to extract.
+    step_class : type
+        ``OptimalExtract1dStep``, for the defaults of its spec.
+
+    Returns
+    -------
+    dict
+        Parameter -> value, empty without a reference.
+    """
+    if not path:
+        return {}
+    box, default = override_parameters(path, model), step_class()
+    names = ("extraction_type", "use_source_posn", *APERTURE_PARAMETERS)
+    return {name: box.get(name, getattr(default, name)) for name in names}

@@ -307,13 +307,23 @@ class NodcombineStep(NodcombineMixin, Step):
         changes = mode_differences(self.class_alias, self._input_mode, mode, current)
         if changes:
             log.info("%s: %s parameters for %s: %s", self.class_alias, mode, label, changes)
+        with self.parameters_changed(changes):
+            yield
+
+    @contextlib.contextmanager
+    def parameters_changed(self, changes):
+        """Within the context, the step's parameters with ``changes``; restored after it.
+
+        A run never leaves a changed parameter behind on the step instance.
+        """
+        before = {name: getattr(self, name) for name in changes}
         for name, value in changes.items():
             setattr(self, name, value)
         try:
             yield
         finally:
-            for name in changes:
-                setattr(self, name, current[name])
+            for name, value in before.items():
+                setattr(self, name, value)
 
     def per_source(self, label, work, on_skip=None, *, model=None):
         """``work()``, or None after logging and recording why it could not be done.

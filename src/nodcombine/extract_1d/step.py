@@ -10,7 +10,7 @@ from nodcombine.extract_1d import io
 from nodcombine.extract_1d.aperture import APERTURE_PARAMETERS, BACKGROUND_FITS, BoxAperture
 from nodcombine.extract_1d.extraction import ExtractionSettings, extract_source
 from nodcombine.inputchecks import check_rectified
-from nodcombine.parfiles import override_parameters
+from nodcombine.parrefs import override_box
 from nodcombine.stepbase import NodcombineStep
 from nodcombine.visit import slits_of
 
@@ -75,31 +75,31 @@ class OptimalExtract1dStep(NodcombineStep):
             One spectrum per source (suffix ``_x1d``).
         """
         self.check_parameters()
-        # extraction only reads its input: a model passed in is used as is (not
-        # copied), and closed only if opened here
+        # a model passed in is only read (not copied), and closed only if opened here
         opened = not isinstance(input_data, datamodels.JwstDataModel)
         model = datamodels.open(input_data) if opened else input_data
         try:
-            if self.override_extract1d:  # the whole box, over the packaged file and the user's
-                box, default = override_parameters(self.override_extract1d, model), type(self)()
-                for name in ("extraction_type", "use_source_posn", *APERTURE_PARAMETERS):
-                    setattr(self, name, box.get(name, getattr(default, name)))
-            output = io.new_multispec(model)
-            try:
-                check_rectified(model)
-                # checked once for the visit, not once per slit
-                aperture = self._aperture() if self.extraction_type == "box" else None
-            except ValueError as err:
-                return self.skip_input(output, err)
-            slits = slits_of(model)
-            spectra = [
-                self.per_source(f"slit {slit.name}", partial(self._extract, slit, model, aperture))
-                for slit in self.track(slits, noun="slits")
-            ]
-            io.append_spectra(output, spectra)
+            with self.parameters_changed(override_box(self.override_extract1d, model, type(self))):
+                return self._extract_all(model)
         finally:
             if opened:
                 model.close()
+
+    def _extract_all(self, model):
+        """The spectra of every slit of an ``_s2d`` model."""
+        output = io.new_multispec(model)
+        try:
+            check_rectified(model)
+            # checked once for the visit, not once per slit
+            aperture = self._aperture() if self.extraction_type == "box" else None
+        except ValueError as err:
+            return self.skip_input(output, err)
+        slits = slits_of(model)
+        spectra = [
+            self.per_source(f"slit {slit.name}", partial(self._extract, slit, model, aperture))
+            for slit in self.track(slits, noun="slits")
+        ]
+        io.append_spectra(output, spectra)
         log.info("%s", self.summary((len(output.spec), len(slits)), "extracted"))
         output.meta.cal_step.optimal_extract_1d = "COMPLETE" if len(output.spec) else "SKIPPED"
         return output

@@ -13,7 +13,7 @@ from nodcombine.errors import RefusedError
 from nodcombine.extract_1d.step import OptimalExtract1dStep
 from nodcombine.modelio import open_visit
 from nodcombine.nod_diff.step import NodDiffStep
-from nodcombine.parfiles import override_parameters
+from nodcombine.parrefs import override_parameters
 from nodcombine.pipelines.figures import save_visit_figures
 from nodcombine.pipelines.products import (
     per_source_products,
