@@ -280,9 +280,10 @@ def test_box_and_optimal_extractions_write_different_files(chain, tmp_path):
 def test_per_source_box_products_have_their_own_names(chain):
     groups, _ = group_by_source(chain["trace"])
     plan = plan_products("visit", groups)
-    box = OptimalExtract1dStep.call(chain["s2d"], extraction_type="box", extract_width=5.0)
+    step = OptimalExtract1dStep(extraction_type="box", extract_width=5.0)
+    box = step.run(chain["s2d"])
     optimal = dict(per_source_products(plan, chain["s2d"], chain["x1d"]))
-    boxed = dict(per_source_products(plan, chain["s2d"], box, x1d_suffix=x1d_suffix("box")))
+    boxed = dict(per_source_products(plan, chain["s2d"], box, x1d_suffix=x1d_suffix(step)))
     assert sorted(n for n in optimal if n.endswith("_x1d")) == [
         "visit_s000001000_x1d",
         "visit_s000001001_x1d",

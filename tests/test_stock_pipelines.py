@@ -395,3 +395,61 @@ def test_command_errors_are_one_line_and_status_2(tmp_path, capsys):
     assert completed.returncode == 2
     assert "Traceback" not in completed.stderr
     assert "missing.json: not a readable JSON extract1d reference" in completed.stderr
+
+
+def test_override_products_are_box_products_beside_the_optimal_ones(visit, tmp_path):
+    """An override_extract1d reference extracts a box: its products say so in their names."""
+    import json
+
+    from nodcombine import NodCombinePipeline
+
+    reference = tmp_path / "nrs_box.json"
+    aperture = {"id": "NRS_MSASPEC", "region_type": "target", "dispaxis": 1, "extract_width": 5}
+    reference.write_text(json.dumps({"apertures": [aperture]}))
+    steps = {"optimal_extract_1d": {"override_extract1d": str(reference)}}
+    NodCombinePipeline.call(str(visit), output_dir=str(tmp_path), save_results=True, steps=steps)
+    assert len(list(tmp_path.glob("*_s?????????_box_x1d.fits"))) == 2
+    assert not list(tmp_path.glob("*_s?????????_x1d.fits"))
+    assert list(tmp_path.glob("*_box_visit.json"))
+
+
+def test_spec3_nod_refuses_an_association_without_science_members(visit, tmp_path):
+    import json
+
+    from nodcombine.errors import RefusedError
+    from nodcombine.pipelines import Spec3NodPipeline
+
+    table = json.loads(Path(visit).read_text())
+    for member in table["products"][0]["members"]:
+        member["exptype"] = "background"
+    asn = Path(visit).with_name("background_only_asn.json")
+    asn.write_text(json.dumps(table))
+    with pytest.raises(RefusedError, match="no science member"):
+        Spec3NodPipeline.call(str(asn), output_dir=str(tmp_path), save_results=True)
+
+
+def test_selection_reads_only_its_keys_from_a_dict(caplog):
+    from nodcombine import RectifyStep
+
+    association = {"asn_id": "o001", "products": []}
+    assert selection_parameters(association) == {}
+    with caplog.at_level(logging.INFO, logger="nodcombine"):
+        RectifyStep.get_config_from_reference(association, crds_observatory="jwst")
+    assert "no packaged parameter file for this input" in caplog.text
+
+
+def test_spec2_nod_prefetches_with_the_full_metadata(tmp_path):
+    """Reference files need every CRDS selector, not the four of the packaged selection."""
+    from nodcombine.pipelines import Spec2NodPipeline
+    from nodcombine.pipelines.spec3_nod import Spec3NodPipeline
+
+    path = _rate_like(tmp_path)
+    full, _ = Spec2NodPipeline._get_crds_parameters(str(path))
+    assert {"meta.instrument.detector", "meta.observation.date"} <= set(full)
+    cheap, _ = Spec3NodPipeline._get_crds_parameters(str(path))
+    assert set(cheap) <= {
+        "meta.instrument.name",
+        "meta.exposure.type",
+        "meta.instrument.grating",
+        "meta.instrument.filter",
+    }

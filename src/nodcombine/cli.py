@@ -22,6 +22,7 @@ from nodcombine.parrefs import (
     SELECTORS,
     packaged_directory,
     packaged_parameter_file,
+    select_mode,
     selection_parameters,
 )
 
@@ -106,14 +107,17 @@ def _show_pars(args):
         return 2
     print(f"{args.input}: " + ", ".join(f"{SELECTORS[k]}={v}" for k, v in parameters.items()))
     for alias in ALIASES:
-        path, mode = packaged_parameter_file(alias, parameters)
+        path, _ = packaged_parameter_file(alias, parameters)
         print(f"  {alias:20s} {path.name if path else 'none: spec defaults'}")
-    if mode is None:
+    if select_mode(parameters) is None:
         print("  no mode of the selection table matches: the steps' spec defaults apply")
     return 0
 
 
 def _copy_pars(args):
+    if args.input and not Path(args.input).is_file():
+        print(f"{args.input}: no such file", file=sys.stderr)
+        return 2
     if args.input:
         path, _ = packaged_parameter_file(args.alias, selection_parameters(args.input))
     else:
@@ -125,7 +129,11 @@ def _copy_pars(args):
     if output.exists():
         print(f"{output} exists; not overwritten", file=sys.stderr)
         return 2
-    shutil.copyfile(path, output)
+    try:
+        shutil.copyfile(path, output)
+    except OSError as err:
+        print(f"{output}: cannot be written: {err.strerror}", file=sys.stderr)
+        return 2
     print(f"wrote {output} (a copy of {path.relative_to(packaged_directory().parent)})")
     print(f"edit it, then: strun {output} <input>")
     return 0

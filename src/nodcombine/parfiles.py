@@ -311,7 +311,7 @@ def write_parameter_file(reference, path, aperture_id=None, *, keep_position=Fal
 def main(argv=None):
     """Command line: ``nodcombine-extract1d REFERENCE.json [APERTURE_ID] OUT.asdf``."""
     parser = argparse.ArgumentParser(
-        prog="nodcombine-extract1d",
+        prog="nodcombine extract1d",
         description="Convert a JSON extract1d reference aperture to optimal_extract_1d "
         "box parameters (an ASDF parameter file).",
     )

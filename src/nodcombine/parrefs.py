@@ -204,8 +204,8 @@ def selection_parameters(dataset):
         The `SELECTORS` keys found; empty when the input cannot be read (the
         step's own checks then say why).
     """
-    if isinstance(dataset, dict):
-        return dataset
+    if isinstance(dataset, dict):  # CRDS parameters (some 200 keys online), or an association
+        return {key: dataset[key] for key in SELECTORS if dataset.get(key) is not None}
     if isinstance(dataset, (str, Path)):
         return _from_path(Path(dataset))
     if isinstance(dataset, (list, tuple)) or _is_container(dataset):
@@ -254,9 +254,10 @@ def _first_science_member(asn_path):
 def override_parameters(path, model):
     """The box parameters an ``override_extract1d`` reference gives for ``model``.
 
-    The aperture is the one named after a slit of the model, else after its
+    The aperture is the one named after the model's slits, else after its
     ``EXP_TYPE``, else the reference's only one, as jwst's ``extract_1d``
-    chooses apertures.
+    chooses apertures; one box serves the whole ``_s2d``, so slits that name
+    different apertures are refused.
 
     Parameters
     ----------
@@ -279,10 +280,13 @@ def override_parameters(path, model):
         reference = read_extract1d_json(path)
         ids = aperture_ids(reference)
         names = [getattr(slit, "name", None) for slit in getattr(model, "slits", [model])]
-        wanted = [*names, model.meta.exposure.type]
+        named = sorted({name for name in names if name in ids})
+        if len(named) > 1:  # one box for the whole _s2d, not one per slit
+            raise ValueError(f"its slits name different apertures {named}; extract them apart")
+        wanted = [*named, model.meta.exposure.type]
         chosen = next((name for name in wanted if name in ids), ids[0] if len(ids) == 1 else None)
         if chosen is None:
-            raise ValueError(f"no aperture for {sorted({str(w) for w in wanted})} among {ids}")
+            raise ValueError(f"no aperture for {sorted({str(w) for w in names})} among {ids}")
         parameters = box_parameters(reference, chosen)
     except ValueError as err:
         raise RefusedError(str(path), "override_extract1d", str(err)) from err

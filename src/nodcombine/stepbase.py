@@ -15,6 +15,7 @@ from stpipe.step import get_disable_crds_steppars
 from nodcombine.errors import InputError, RefusedError
 from nodcombine.modelio import sort_asdf_extension_history
 from nodcombine.parrefs import (
+    SELECTORS,
     mode_differences,
     packaged_parameter_file,
     select_mode,
@@ -48,6 +49,9 @@ class NodcombineMixin:
     that list the INFO lines of this package would vanish.
     """
 
+    #: whether stpipe must fetch reference files for the class's steps (`_get_crds_parameters`)
+    reads_reference_files = False
+
     def run(self, *args):
         """`stpipe.Step.run`; a `RefusedError` is logged once, then ends ``strun`` quietly.
 
@@ -57,7 +61,8 @@ class NodcombineMixin:
         what the user reads.
         """
         self.skip_reasons = {}  # by source label, this run's (`NodcombineStep.per_source`)
-        # the mode whose packaged parameters the step was configured with (`per_source`)
+        # the mode of this run's input: the packaged parameters call() and strun give
+        # the step are that mode's (`mode_parameters`)
         self._input_mode = select_mode(selection_parameters(args[0])) if args else None
         try:
             if self.parent is None:
@@ -139,9 +144,11 @@ class NodcombineMixin:
     def _get_crds_parameters(cls, dataset):
         # stpipe reads the first input's metadata to look up a pars-* reference
         # before it checks whether that look-up is disabled; parsing the ASDF tree
-        # of a 200-slit MultiSlitModel takes seconds.  Offline, only the few keys
-        # the packaged selection reads are needed: they come from the header.
-        if get_disable_crds_steppars():
+        # of a 200-slit MultiSlitModel takes seconds.  With that look-up off, a class
+        # whose steps read no reference file needs only the keys of the packaged
+        # selection: they come from the header.  stpipe uses the same parameters to
+        # fetch reference files, so a pipeline whose steps read them keeps jwst's.
+        if get_disable_crds_steppars() and not cls.reads_reference_files:
             return selection_parameters(dataset), "jwst"
         return super()._get_crds_parameters(dataset)
 
@@ -176,7 +183,7 @@ class NodcombineMixin:
             log.info(
                 "%s: no packaged parameter file for %s; the spec defaults apply",
                 cls.class_alias,
-                {key.rsplit(".", 1)[1]: value for key, value in parameters.items()} or "this input",
+                {SELECTORS[key]: value for key, value in parameters.items()} or "this input",
             )
             return config
         log.info("%s: packaged parameters %s (mode %s)", cls.class_alias, path.name, mode or "any")

@@ -106,7 +106,7 @@ class OptimalExtract1dStep(NodcombineStep):
 
     def default_suffix(self):
         """Suffix of the product: ``x1d``, or ``box_x1d`` for a box (never the optimal's file)."""
-        return BOX_SUFFIX if self.extraction_type == "box" else "x1d"
+        return BOX_SUFFIX if self.extraction_type == "box" or self.override_extract1d else "x1d"
 
     def _extract(self, slit, model, aperture):
         inputs = io.read_slit(slit, model)

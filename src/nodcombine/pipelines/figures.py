@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 _DO_NOT_USE = dqflags.pixel["DO_NOT_USE"]
 
 
-def save_visit_figures(plan, trace, s2d, x1d, output_dir, *, window=None):
+def save_visit_figures(plan, trace, s2d, x1d, output_dir, *, window=None, x1d_suffix="x1d"):
     """Write the figures of every source of a visit.
 
     Parameters
@@ -50,6 +50,9 @@ def save_visit_figures(plan, trace, s2d, x1d, output_dir, *, window=None):
         Where the PNGs go.
     window : float or None, optional
         ``optimal_extract_1d``'s ``window`` parameter (None: its default).
+    x1d_suffix : str, optional
+        The spectra's suffix; for box spectra (``box_x1d``) the figures are
+        ``<stem>_box_*.png``, so they never replace the optimal run's.
 
     Returns
     -------
@@ -59,7 +62,7 @@ def save_visit_figures(plan, trace, s2d, x1d, output_dir, *, window=None):
     start = time.perf_counter()
     groups, _ = group_by_source(trace)
     try:
-        products = dict(per_source_products(plan, s2d, x1d))
+        products = dict(per_source_products(plan, s2d, x1d, x1d_suffix=x1d_suffix))
     except ValueError as err:  # a rectified slit of no planned source: nod figures only
         log.warning("no figures of the rectified slits: %s", err)
         products = {}
@@ -70,14 +73,15 @@ def save_visit_figures(plan, trace, s2d, x1d, output_dir, *, window=None):
         records = (TraceFitRecord.from_tree(ref.slit.instance) for ref in members)
         record = next(filter(None, records), None)
         title, detected = plotting.fit_title(f"{planned.stem}   ({planned.label})", record)
-        s2d_model, x1d_model = (products.get(f"{planned.stem}_{k}") for k in ("s2d", "x1d"))
+        s2d_model, x1d_model = (products.get(f"{planned.stem}_{k}") for k in ("s2d", x1d_suffix))
         figures = {
             "nod": _nod_figure(members, title, detected),
             "s2d": _s2d_figure(s2d_model, x1d_model, title, detected, window),
             "x1d": _x1d_figure(x1d_model, title, detected),
         }
         for kind, draw in figures.items():
-            path = Path(output_dir) / f"{planned.stem}_{kind}.png"
+            tag = "" if x1d_suffix == "x1d" else "box_"
+            path = Path(output_dir) / f"{planned.stem}_{tag}{kind}.png"
             if draw is not None and _saved(draw, path, planned.label):
                 written.append(path)
     seconds = time.perf_counter() - start

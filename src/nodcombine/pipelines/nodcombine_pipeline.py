@@ -107,7 +107,7 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
             plan = preflight(product, visit, output_dir)
             inputs = [model.meta.filename for model in visit]
             # a box run keeps its own record beside the optimal run's
-            box = "_box" if self.optimal_extract_1d.extraction_type == "box" else ""
+            box = "" if x1d_suffix(self.optimal_extract_1d) == "x1d" else "_box"
             record = output_dir / f"{product}{box}{RECORD_SUFFIX}"
             self._record = VisitRecord(record, plan, inputs)
             self._record.started()
@@ -136,11 +136,14 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
         if plan is None:
             plan = plan_products(product, group_by_source(visit)[0])
         window = self.optimal_extract_1d.window
-        save_visit_figures(plan, trace, s2d, x1d, self.output_dir or ".", window=window)
+        suffix = x1d_suffix(self.optimal_extract_1d)
+        save_visit_figures(
+            plan, trace, s2d, x1d, self.output_dir or ".", window=window, x1d_suffix=suffix
+        )
 
     def _save_sources(self, plan, s2d, x1d):
         labels = {planned.stem: planned.label for planned in plan}
-        suffix = x1d_suffix(self.optimal_extract_1d.extraction_type)
+        suffix = x1d_suffix(self.optimal_extract_1d)
         for name, model in per_source_products(plan, s2d, x1d, x1d_suffix=suffix):
             path = Path(self.output_dir or ".") / f"{name}.fits"
             save_atomically(model, path)
@@ -149,7 +152,7 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
 
     def default_suffix(self):
         """Suffix of the returned product: ``x1d``, ``box_x1d`` for box extraction."""
-        return x1d_suffix(self.optimal_extract_1d.extraction_type)
+        return x1d_suffix(self.optimal_extract_1d)
 
 
 @contextlib.contextmanager

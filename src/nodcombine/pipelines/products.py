@@ -174,9 +174,14 @@ def per_source_products(plan, s2d, x1d, *, x1d_suffix="x1d"):
             yield f"{planned.stem}_{x1d_suffix}", one
 
 
-def x1d_suffix(extraction_type):
-    """Suffix of the spectra of ``optimal_extract_1d``'s ``extraction_type``."""
-    return BOX_SUFFIX if extraction_type == "box" else "x1d"
+def x1d_suffix(extract_step):
+    """Suffix of an ``optimal_extract_1d`` step's spectra: ``box_x1d`` for a box, else ``x1d``.
+
+    A box is ``extraction_type='box'`` or an ``override_extract1d`` reference
+    (whose aperture is always a box), decided before the run starts.
+    """
+    box = extract_step.extraction_type == "box" or bool(extract_step.override_extract1d)
+    return BOX_SUFFIX if box else "x1d"
 
 
 def product_stem(name):

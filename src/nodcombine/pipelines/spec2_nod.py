@@ -34,6 +34,8 @@ class Spec2NodPipeline(NodcombineMixin, Spec2Pipeline):
     """``calwebb_spec2`` without background subtraction, for ``calwebb_spec3_nod``."""
 
     class_alias = "calwebb_spec2_nod"
+    #: stock spec2's steps read CRDS references: stpipe fetches them with the full metadata
+    reads_reference_files = True
 
     spec = """
     """

@@ -17,7 +17,10 @@ What differs from stock, and why:
   twice (inputs with ``bkg_subtract`` COMPLETE are refused by ``nod_diff``).
 * ``outlier_detection`` is stock, but its packaged parameter file skips it:
   ``nod_diff`` rejects outliers across the exposures of each nod position.
-  ``--steps.outlier_detection.skip=False`` runs it first.
+  ``--steps.outlier_detection.skip=False`` runs it first.  (The packaged file
+  comes with ``strun`` and ``call()``; an instance made by hand has stpipe's
+  defaults.)
+* The per-source ``_cal`` (stock spec3's source-based exposures) is not saved.
 """
 
 import logging
@@ -35,6 +38,7 @@ from stdatamodels.jwst import datamodels
 from nodcombine.errors import RefusedError
 from nodcombine.extract_1d.step import OptimalExtract1dStep
 from nodcombine.nod_diff.step import NodDiffStep
+from nodcombine.parrefs import override_parameters
 from nodcombine.rectify.step import RectifyStep
 from nodcombine.stepbase import NodcombineMixin
 from nodcombine.trace_fit.step import TraceFitStep
@@ -105,6 +109,8 @@ class Spec3NodPipeline(NodcombineMixin, Spec3Pipeline):
         for model in input_models:
             model.meta.asn.table_name = asn_name
         science = _science_only(input_models)
+        if not len(science):
+            raise RefusedError(str(input_data), "members", "no science member to reduce")
         product = input_models.asn_table["products"][0]["name"]
         exptype = science[0].meta.exposure.type
         if exptype not in NODDED_SLIT_EXPTYPES:
@@ -114,6 +120,8 @@ class Spec3NodPipeline(NodcombineMixin, Spec3Pipeline):
                 f"is {exptype}; calwebb_spec3_nod reduces nodded slits "
                 f"({', '.join(NODDED_SLIT_EXPTYPES)}); use calwebb_spec3",
             )
+        if self.optimal_extract_1d.override_extract1d:  # refused before any work
+            override_parameters(self.optimal_extract_1d.override_extract1d, science[0])
         sources = self._sources(science)
         started = time.monotonic()
         for k, (source_id, models) in enumerate(sources, start=1):
