@@ -24,15 +24,13 @@ the open, and peak RSS.  Usage::
 """
 
 import argparse
-import os
 import re
-import resource
 import statistics
-import subprocess
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
+
+from childrun import run_in_child, simulated_prism_visit
 
 OUTPUT = Path(__file__).parent / "output" / "real_geometry"
 CEERS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ceers_933"
@@ -85,41 +83,6 @@ def _renumbered(slit_model, k):
     return slit
 
 
-def build_simplified_visit(n_slits, folder):
-    """N simulated PRISM slits with the simplified gwcs (cached)."""
-    asn = folder / "nodcombine_sim_asn.json"
-    if not asn.exists():
-        from nodcombine.simulate import simulate_nodded_visit, write_visit
-
-        models, _ = simulate_nodded_visit(
-            "nrs_msa_prism", n_slits=n_slits, n_points=3, seed=n_slits, emission_lines=False
-        )
-        write_visit(models, folder)
-    return asn
-
-
-def _in_child(command):
-    """Run ``command``; (return code, peak RSS MB, wall seconds, output) of that process alone."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read)
-        start = time.perf_counter()
-        completed = subprocess.run(command, capture_output=True, text=True, check=False)
-        seconds = time.perf_counter() - start
-        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        log = OUTPUT / f"child_{os.getpid()}.log"
-        log.write_text(completed.stdout + completed.stderr)
-        os.write(write, f"{completed.returncode} {peak_kb} {seconds} {log}".encode())
-        os._exit(0)
-    os.close(write)
-    returncode, peak_kb, seconds, log = os.read(read, 500).decode().split()
-    os.waitpid(pid, 0)
-    text = Path(log).read_text()
-    Path(log).unlink()
-    return int(returncode), int(peak_kb) / 1024, float(seconds), text
-
-
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) - (\S+) - \w+ - (.*)$")
 
 
@@ -159,12 +122,13 @@ def measure(asn, repeats):
     opens, chains, stages = [], [], []
     strun = Path(sys.executable).parent / "strun"
     for _ in range(repeats):
-        rc, rss, seconds, text = _in_child([sys.executable, "-c", _OPEN_SCRIPT, *map(str, files)])
+        opening = [sys.executable, "-c", _OPEN_SCRIPT, *map(str, files)]
+        rc, rss, seconds, text = run_in_child(opening)
         if rc:
             raise RuntimeError(f"open failed: {text[-2000:]}")
         opens.append((seconds, rss))
         out = asn.parent / "out"
-        rc, rss, seconds, text = _in_child(
+        rc, rss, seconds, text = run_in_child(
             [str(strun), "nodcombine", str(asn), f"--output_dir={out}"]
         )
         if rc:
@@ -191,7 +155,7 @@ def main(argv=None):
     configure_offline_crds(OUTPUT / "crds")
     rows = []
     for n_slits in args.slits:
-        for geometry, build in (("real", build_real_visit), ("simplified", build_simplified_visit)):
+        for geometry, build in (("real", build_real_visit), ("simplified", simulated_prism_visit)):
             asn = build(n_slits, OUTPUT / f"{geometry}_{n_slits}")
             rows.append((n_slits, geometry, measure(asn, args.repeats)))
     print(f"medians of {args.repeats} runs, each in a fresh process\n")

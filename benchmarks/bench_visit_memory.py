@@ -9,53 +9,19 @@ by side with the wall time and the growth per slit.  Usage::
 """
 
 import argparse
-import os
-import resource
-import subprocess
 import sys
-import time
 from pathlib import Path
 
+from childrun import run_in_child, simulated_prism_visit
+
 from nodcombine.offline import configure_offline_crds
-from nodcombine.simulate import simulate_nodded_visit, write_visit
 
 OUTPUT = Path(__file__).parent / "output" / "memory"
 
 
 def make_visit(n_slits):
     """The visit's association, simulated and written on first use."""
-    folder = OUTPUT / f"visit_{n_slits}"
-    asn = folder / "nodcombine_sim_asn.json"
-    if not asn.exists():
-        models, _ = simulate_nodded_visit(
-            "nrs_msa_prism", n_slits=n_slits, n_points=3, seed=n_slits, emission_lines=False
-        )
-        write_visit(models, folder)
-    return asn
-
-
-def _run_in_child(asn):
-    """``strun nodcombine`` under a forked child; (return code, peak RSS in kB, seconds).
-
-    The child's ``RUSAGE_CHILDREN`` maximum is the strun process alone, not
-    any earlier run's.
-    """
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read)
-        strun = Path(sys.executable).parent / "strun"
-        start = time.perf_counter()
-        command = [str(strun), "nodcombine", str(asn), f"--output_dir={asn.parent / 'out'}"]
-        completed = subprocess.run(command, capture_output=True, check=False)
-        seconds = time.perf_counter() - start
-        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        os.write(write, f"{completed.returncode} {peak_kb} {seconds}".encode())
-        os._exit(0)
-    os.close(write)
-    returncode, peak_kb, seconds = os.read(read, 200).decode().split()
-    os.waitpid(pid, 0)
-    return int(returncode), int(peak_kb), float(seconds)
+    return simulated_prism_visit(n_slits, OUTPUT / f"visit_{n_slits}")
 
 
 def main(argv=None):
@@ -66,8 +32,10 @@ def main(argv=None):
     rows = []
     for n_slits in args.slits:
         asn = make_visit(n_slits)
-        returncode, peak_kb, seconds = _run_in_child(asn)
-        rows.append((n_slits, returncode, peak_kb / 1024, seconds))
+        strun = Path(sys.executable).parent / "strun"
+        command = [str(strun), "nodcombine", str(asn), f"--output_dir={asn.parent / 'out'}"]
+        returncode, peak_mb, seconds, _ = run_in_child(command)
+        rows.append((n_slits, returncode, peak_mb, seconds))
     print("| slits | strun rc | peak RSS (MB) | wall (s) |")
     print("|---|---|---|---|")
     for n_slits, returncode, peak_mb, seconds in rows:
