@@ -5,8 +5,11 @@ the whole NIRSpec transform chain in every slit, and reading and evaluating it
 is most of the work.  This benchmark builds, once, multi-slit ``_cal`` files of
 N slits x 3 nod exposures whose every slit is a CEERS 933 slit (real gwcs,
 WAVELENGTH, variances and metadata, from ``../shared/data/ceers_933``) with its
-own source id and a planned position shifted by up to a tenth of a shutter; and
-the same N slits simulated with the simplified gwcs.  Each is cached in
+own source id and a planned position shifted by up to a tenth of a shutter
+(`nodcombine.simulate.realslits`); the same with each slit's own bounding box
+and ``slit_frame → msa_frame`` transform, as in a real MOS exposure, where only
+the common parts of the chain repeat from slit to slit; and the same N slits
+simulated with the simplified gwcs.  Each is cached in
 ``benchmarks/output/real_geometry/`` (never committed).
 
 For each visit it runs, each in a fresh process and ``--repeats`` times:
@@ -47,41 +50,29 @@ for path in sys.argv[1:]:
 """
 
 
-def build_real_visit(n_slits, folder):
+def build_real_visit(n_slits, folder, distinct_wcs=False):
     """N CEERS slits per exposure, 3 exposures, and their association (cached)."""
     asn = folder / "real_asn.json"
     if asn.exists():
         return asn
-    from stdatamodels.jwst import datamodels
-
     from nodcombine.simulate import write_association
+    from nodcombine.simulate.realslits import write_mos_exposures
 
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for source_path in sorted(CEERS.glob("*.fits")):
-        with datamodels.open(source_path) as slit_model:
-            exposure = datamodels.MultiSlitModel()
-            exposure.update(slit_model)
-            for k in range(n_slits):
-                exposure.slits.append(_renumbered(slit_model, k))
-            name = source_path.name.split("_phot")[0] + "_cal.fits"
-            exposure.meta.filename = name
-            exposure.save(folder / name)
-            paths.append(folder / name)
+    paths = write_mos_exposures(sorted(CEERS.glob("*.fits")), n_slits, folder, distinct_wcs)
     return write_association(paths, asn, product_name="real")
 
 
-def _renumbered(slit_model, k):
-    """The CEERS slit as slit ``k`` of a MOS exposure: its own source, shifted a little."""
-    slit = slit_model.copy()
-    slit.name = str(100 + k)
-    slit.slitlet_id = 100 + k
-    slit.source_id = 1000 + k
-    slit.source_name = f"bench_{1000 + k}"
-    # up to a tenth of a shutter: every source fitted, none at the same predicted row
-    slit.source_ypos = float(slit_model.source_ypos) + 0.1 * ((k % 5) - 2) / 2
-    return slit
+def build_own_wcs_visit(n_slits, folder):
+    """As `build_real_visit`, each slit with its own bounding box and MSA transform."""
+    return build_real_visit(n_slits, folder, distinct_wcs=True)
 
+
+#: the visits compared, by the WCS their slits carry
+GEOMETRIES = {
+    "real": build_real_visit,
+    "real, own slit WCS": build_own_wcs_visit,
+    "simplified": simulated_prism_visit,
+}
 
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) - (\S+) - \w+ - (.*)$")
 
@@ -155,8 +146,9 @@ def main(argv=None):
     configure_offline_crds(OUTPUT / "crds")
     rows = []
     for n_slits in args.slits:
-        for geometry, build in (("real", build_real_visit), ("simplified", simulated_prism_visit)):
-            asn = build(n_slits, OUTPUT / f"{geometry}_{n_slits}")
+        for geometry, build in GEOMETRIES.items():
+            folder = OUTPUT / f"{geometry.replace(', ', '_').replace(' ', '_')}_{n_slits}"
+            asn = build(n_slits, folder)
             rows.append((n_slits, geometry, measure(asn, args.repeats)))
     print(f"medians of {args.repeats} runs, each in a fresh process\n")
     print(

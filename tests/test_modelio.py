@@ -1,17 +1,24 @@
 """Fast opening of a visit: the same models as stdatamodels, in less time."""
 
 import functools
+import io
 import json
+import re
 
+import asdf
 import numpy as np
 import pytest
+from asdf.tags.core import NDArrayType
 from astropy.io import fits
+from astropy.modeling.models import Scale, Shift
 from jwst.datamodels import ModelContainer
 from stdatamodels.jwst import datamodels
 
+from nodcombine.asdfshare import share_repeated_wcs
 from nodcombine.modelio import IndexedHDUList, open_exposure, open_visit
 from nodcombine.profile import pixel_fraction, pixel_integrated_gaussian
 from nodcombine.simulate import simulate_nodded_visit, write_visit
+from nodcombine.simulate.realslits import write_mos_exposures
 from nodcombine.slitwcs import interp_columns
 
 
@@ -26,8 +33,10 @@ def _assert_same_model(stock, ours):
     flat_stock, flat_ours = stock.to_flat_dict(), ours.to_flat_dict()
     assert flat_ours.keys() == flat_stock.keys()
     for key, value in flat_stock.items():
-        if isinstance(value, np.ndarray):
-            np.testing.assert_array_equal(flat_ours[key], value, err_msg=key)
+        if isinstance(value, (np.ndarray, NDArrayType)):
+            np.testing.assert_array_equal(
+                np.asarray(flat_ours[key]), np.asarray(value), err_msg=key
+            )
         elif not key.endswith(".wcs"):
             assert flat_ours[key] == value, key
     for slit_stock, slit_ours in zip(stock.slits, ours.slits, strict=True):
@@ -77,6 +86,103 @@ def test_models_and_single_files_are_left_to_the_step(written_visit):
     assert open_visit(ModelContainer()) is None
     assert open_visit(str(paths[0])) is None
     assert open_visit([]) is None
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["same_wcs", "own_slit_wcs"])
+def real_mos_exposure(request, ceers_files, tmp_path_factory):
+    """A 4-slit MOS exposure of CEERS slits, the real NIRSpec chain in each slit."""
+    folder = tmp_path_factory.mktemp("realmos")
+    (path,) = write_mos_exposures(ceers_files[:1], 4, folder, distinct_wcs=request.param)
+    return path
+
+
+def _asdf_cell(path):
+    with fits.open(path) as hdulist:
+        return hdulist["ASDF"].data["ASDF_METADATA"][0].tobytes()
+
+
+def test_real_geometry_opens_as_stdatamodels_opens_it(real_mos_exposure):
+    """Every array, every key and the whole transform chain on every pixel, slit by slit."""
+    ours = open_exposure(real_mos_exposure)
+    with datamodels.open(real_mos_exposure) as stock:
+        _assert_same_model(stock, ours)
+        for slit_stock, slit_ours in zip(stock.slits, ours.slits, strict=True):
+            ny, nx = slit_stock.data.shape
+            yy, xx = np.mgrid[:ny, :nx]
+            for frame in ("sca", "gwa", "slit_frame", "msa_frame", "v2v3"):
+                np.testing.assert_array_equal(
+                    slit_ours.meta.wcs.get_transform("detector", frame)(xx, yy),
+                    slit_stock.meta.wcs.get_transform("detector", frame)(xx, yy),
+                    err_msg=frame,
+                )
+            assert slit_ours.meta.wcs.bounding_box.bounding_box(
+                order="F"
+            ) == slit_stock.meta.wcs.bounding_box.bounding_box(order="F")
+
+
+def test_repeated_transform_trees_are_read_once(real_mos_exposure):
+    """The YAML asdf parses shrinks: repeats of the chain become aliases of the first copy."""
+    original = _asdf_cell(real_mos_exposure)
+    shared = share_repeated_wcs(original)
+    tree, shared_tree = original.split(b"\n...\n")[0], shared.split(b"\n...\n")[0]
+    # the binary blocks are untouched, so every block index still points at the same bytes
+    blocks = original[len(tree) : original.rfind(b"#ASDF BLOCK INDEX")]
+    assert shared[len(shared_tree) :].startswith(blocks)
+    assert shared_tree.count(b"*nc") >= 3
+    assert len(shared_tree) < 0.5 * len(tree)
+
+
+def test_a_tree_without_repeats_is_returned_as_is():
+    buffer = io.BytesIO()
+    asdf.AsdfFile({"transform": Shift(1.0) | Scale(2.0), "array": np.arange(5.0)}).write_to(buffer)
+    original = buffer.getvalue()
+    assert share_repeated_wcs(original) is original
+    assert share_repeated_wcs(b"no tree here") == b"no tree here"
+
+
+def test_one_real_slit_opens_as_stdatamodels_opens_it(ceers_files):
+    """Its chain repeats sub-trees within itself (forward and inverse): still the same model."""
+    assert share_repeated_wcs(_asdf_cell(ceers_files[0])).count(b"*nc") > 0
+    ours = open_exposure(ceers_files[0])
+    with datamodels.open(ceers_files[0]) as stock:
+        ny, nx = stock.data.shape
+        yy, xx = np.mgrid[:ny, :nx]
+        for frame in ("slit_frame", "world"):
+            np.testing.assert_array_equal(
+                ours.meta.wcs.get_transform("detector", frame)(xx, yy),
+                stock.meta.wcs.get_transform("detector", frame)(xx, yy),
+            )
+            np.testing.assert_array_equal(
+                ours.meta.wcs.get_transform(frame, "detector")(
+                    *stock.meta.wcs.get_transform("detector", frame)(xx, yy)
+                ),
+                stock.meta.wcs.get_transform(frame, "detector")(
+                    *stock.meta.wcs.get_transform("detector", frame)(xx, yy)
+                ),
+            )
+        np.testing.assert_array_equal(ours.data, stock.data)
+
+
+def test_a_bad_transform_in_one_slit_fails_as_stdatamodels_fails(ceers_files, tmp_path):
+    """A parameter of the wrong type in one slit's chain: stdatamodels' own error, naming it."""
+    (path,) = write_mos_exposures(ceers_files[:1], 3, tmp_path / "good")
+    with fits.open(path) as hdulist:
+        text = hdulist["ASDF"].data["ASDF_METADATA"][0].tobytes()
+        second_wcs = [m.start() for m in re.finditer(rb"\n    wcs: ", text)][1]
+        start = text.index(b"offset: ", second_wcs)
+        broken = text[:start] + b"offset: abc" + text[text.index(b"\n", start) :]
+        column = fits.Column(
+            name="ASDF_METADATA", format=f"{len(broken)}B", array=[np.frombuffer(broken, np.uint8)]
+        )
+        hdulist[hdulist.index_of("ASDF")] = fits.BinTableHDU.from_columns([column], name="ASDF")
+        bad = tmp_path / "bad_cal.fits"
+        hdulist.writeto(bad)
+    with pytest.raises(Exception) as stock_error:
+        datamodels.open(bad)
+    with pytest.raises(type(stock_error.value)) as our_error:
+        open_exposure(bad)
+    assert str(our_error.value) == str(stock_error.value)
+    assert "abc" in str(our_error.value)
 
 
 def test_indexed_lookup_agrees_with_astropy(tmp_path):

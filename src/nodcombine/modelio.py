@@ -30,6 +30,7 @@ from jwst.datamodels import ModelContainer
 from stdatamodels.jwst import datamodels
 from stdatamodels.jwst.datamodels import JwstDataModel
 
+from nodcombine.asdfshare import share_repeated_wcs
 from nodcombine.contract import COMPLETE
 from nodcombine.errors import RefusedError
 
@@ -47,6 +48,9 @@ log = logging.getLogger(__name__)
 
 #: seconds an exposure takes to open beyond which it is logged (a 50-slit one takes ~17 s)
 _SLOW_OPEN = 1.0
+
+#: where a FITS datamodel keeps its ASDF tree (stdatamodels' ``fits_support``)
+_ASDF_HDU, _ASDF_COLUMN = "ASDF", "ASDF_METADATA"
 
 #: association member fields that jwst's ModelContainer copies into ``meta``
 _MEMBER_FIELDS = ("tweakreg_catalog", "group_id")
@@ -114,10 +118,32 @@ def open_exposure(path):
         model_class = getattr(datamodels, str(hdulist[0].header.get("DATAMODL", "")), None)
         if not (isinstance(model_class, type) and issubclass(model_class, JwstDataModel)):
             return datamodels.open(path)
-        model = model_class(hdulist)
+        try:
+            model = model_class(_with_shared_wcs(hdulist))
+        except Exception as err:  # bad input: let the stock open say what is wrong
+            log.debug("%s: opening it the stock way after %r", path.name, err)
+            return datamodels.open(path)
     # as datamodels.open does for a path (an HDUList carries its file name too)
     model.meta.filename = path.name
     return model
+
+
+def _with_shared_wcs(hdulist):
+    """``hdulist`` (in memory) with repeated WCS sub-trees of its ASDF tree read once.
+
+    See `nodcombine.asdfshare`; the file itself is not touched.
+    """
+    if _ASDF_HDU not in hdulist:
+        return hdulist
+    original = hdulist[_ASDF_HDU].data[_ASDF_COLUMN][0].tobytes()
+    shared = share_repeated_wcs(original)
+    if shared is not original:
+        column = fits.Column(
+            name=_ASDF_COLUMN, format=f"{len(shared)}B", array=[np.frombuffer(shared, np.uint8)]
+        )
+        index = hdulist.index_of(_ASDF_HDU)
+        hdulist[index] = fits.BinTableHDU.from_columns([column], name=_ASDF_HDU)
+    return hdulist
 
 
 def open_visit(input_data):
