@@ -16,14 +16,16 @@ For each visit it runs, each in a fresh process and ``--repeats`` times:
 
 * ``open``: stdatamodels' ``datamodels.open`` of the three files, each slit's
   arrays touched (what any reduction must at least do);
-* ``chain``: ``strun nodcombine`` on the association, its stages split from
-  the log's timestamps (the step lines, and the per-source products saved
-  after the last step);
+* ``chain``: ``strun nodcombine`` on the association, once per ``--cores``
+  value of ``trace_fit``'s ``maximum_cores``, its stages split from the log's
+  timestamps (the step lines, and the per-source products saved after the
+  last step);
 
 and prints medians side by side: seconds, seconds per source, the chain over
-the open, and peak RSS.  Usage::
+the open, and peak RSS (of the largest process: with ``--cores`` above 1 the
+trace fits run in worker processes, whose memory is not added).  Usage::
 
-    python benchmarks/bench_real_geometry.py [--slits 10 50 200] [--repeats 3]
+    python benchmarks/bench_real_geometry.py [--slits 10 50 200] [--repeats 3] [--cores 1 all]
 """
 
 import argparse
@@ -107,10 +109,10 @@ def stage_seconds(log_text):
     return stages
 
 
-def measure(asn, repeats):
-    """Medians of ``repeats`` runs: the open alone, and the chain with its stages."""
+def measure(asn, repeats, cores):
+    """Medians of ``repeats`` runs: the open alone, and the chain per ``cores``, with stages."""
     files = sorted(asn.parent.glob("*_cal.fits"))
-    opens, chains, stages = [], [], []
+    opens, chains = [], {c: [] for c in cores}
     strun = Path(sys.executable).parent / "strun"
     for _ in range(repeats):
         opening = [sys.executable, "-c", _OPEN_SCRIPT, *map(str, files)]
@@ -118,57 +120,65 @@ def measure(asn, repeats):
         if rc:
             raise RuntimeError(f"open failed: {text[-2000:]}")
         opens.append((seconds, rss))
-        out = asn.parent / "out"
-        rc, rss, seconds, text = run_in_child(
-            [str(strun), "nodcombine", str(asn), f"--output_dir={out}"]
-        )
-        if rc:
-            raise RuntimeError(f"strun failed: {text[-2000:]}")
-        chains.append((seconds, rss))
-        stages.append(stage_seconds(text))
+        for c in cores:
+            command = [str(strun), "nodcombine", str(asn), f"--output_dir={asn.parent / 'out'}"]
+            command.append(f"--steps.trace_fit.maximum_cores={c}")
+            rc, rss, seconds, text = run_in_child(command)
+            if rc:
+                raise RuntimeError(f"strun failed: {text[-2000:]}")
+            chains[c].append((seconds, rss, stage_seconds(text)))
     median = statistics.median
-    return {
-        "open": median(s for s, _ in opens),
-        "open_rss": median(r for _, r in opens),
-        "chain": median(s for s, _ in chains),
-        "chain_rss": median(r for _, r in chains),
-        "stages": {k: median(s.get(k, 0.0) for s in stages) for k in stages[0]},
+    result = {"open": median(s for s, _ in opens), "open_rss": median(r for _, r in opens)}
+    result["chains"] = {
+        c: {
+            "chain": median(s for s, _, _ in runs),
+            "chain_rss": median(r for _, r, _ in runs),
+            "stages": {k: median(st.get(k, 0.0) for _, _, st in runs) for k in runs[0][2]},
+        }
+        for c, runs in chains.items()
     }
+    return result
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slits", type=int, nargs="+", default=[10, 50, 200])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--cores", nargs="+", default=["1", "all"], help="trace_fit maximum_cores values to run"
+    )
+    parser.add_argument("--geometries", nargs="+", default=list(GEOMETRIES), choices=GEOMETRIES)
     args = parser.parse_args(argv)
     from nodcombine.offline import configure_offline_crds
 
     configure_offline_crds(OUTPUT / "crds")
     rows = []
     for n_slits in args.slits:
-        for geometry, build in GEOMETRIES.items():
+        for geometry in args.geometries:
             folder = OUTPUT / f"{geometry.replace(', ', '_').replace(' ', '_')}_{n_slits}"
-            asn = build(n_slits, folder)
-            rows.append((n_slits, geometry, measure(asn, args.repeats)))
+            asn = GEOMETRIES[geometry](n_slits, folder)
+            rows.append((n_slits, geometry, measure(asn, args.repeats, args.cores)))
     print(f"medians of {args.repeats} runs, each in a fresh process\n")
     print(
-        "| slits | WCS | open (s) | chain (s) | per source (s) | chain/open "
+        "| slits | WCS | cores | open (s) | chain (s) | per source (s) | chain/open "
         "| peak RSS open / chain (MB) |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for n_slits, geometry, m in rows:
-        print(
-            f"| {n_slits} | {geometry} | {m['open']:.1f} | {m['chain']:.1f} | "
-            f"{m['chain'] / n_slits:.2f} | {m['chain'] / m['open']:.2f} | "
-            f"{m['open_rss']:.0f} / {m['chain_rss']:.0f} |"
-        )
+        for cores, c in m["chains"].items():
+            print(
+                f"| {n_slits} | {geometry} | {cores} | {m['open']:.1f} | {c['chain']:.1f} | "
+                f"{c['chain'] / n_slits:.2f} | {c['chain'] / m['open']:.2f} | "
+                f"{m['open_rss']:.0f} / {c['chain_rss']:.0f} |"
+            )
     print("\nstages of the chain (s, from the log; 'save products' = the per-source files)\n")
-    names = list(rows[0][2]["stages"])
-    print("| slits | WCS | " + " | ".join(names) + " |")
-    print("|---|---|" + "---|" * len(names))
+    names = list(next(iter(rows[0][2]["chains"].values()))["stages"])
+    print("| slits | WCS | cores | " + " | ".join(names) + " |")
+    print("|---|---|---|" + "---|" * len(names))
     for n_slits, geometry, m in rows:
-        cells = " | ".join(f"{m['stages'].get(k, 0.0):.1f}" for k in names)
-        print(f"| {n_slits} | {geometry} | {cells} |")
+        for cores, c in m["chains"].items():
+            cells = " | ".join(f"{c['stages'].get(k, 0.0):.1f}" for k in names)
+            print(f"| {n_slits} | {geometry} | {cores} | {cells} |")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,13 @@
 """TraceFitStep: fit the spatial profile along the trace, jointly over the nod exposures."""
 
 import logging
-import time
 from dataclasses import fields
 from functools import partial
 from pathlib import Path
 
-from nodcombine.errors import InputError
+from nodcombine.errors import InputError, RefusedError
 from nodcombine.nodsource import differenced_members
+from nodcombine.parallel import MAXIMUM_CORES_SPEC, core_count, source_pool, timed_call
 from nodcombine.stepbase import NodcombineStep
 from nodcombine.trace_fit import io
 from nodcombine.trace_fit.family import force_best_profile
@@ -53,6 +53,7 @@ class TraceFitStep(NodcombineStep):
     fit_iterations = integer(default={_DEFAULTS.iterations}, min=1)  # rounds of fitting and rejection
     force_profile = boolean(default=True)  # a source seen with several dispersers gets the centre and width of its highest-S/N fit
     save_diagnostics = boolean(default=False)  # write a PNG per source into output_dir (differences, fitted trace, profile residuals)
+    {MAXIMUM_CORES_SPEC}
     """  # noqa: E501
 
     def process(self, input_data):
@@ -75,10 +76,15 @@ class TraceFitStep(NodcombineStep):
         except InputError as err:
             return self.skip_input(container, err)
         groups, _ = self.group_sources(container)
+        families = group_families(groups)
         fitted = 0
-        for f in self.track(group_families(groups)):
-            work, skip = partial(self._fit_family, f), partial(io.skip_groups, f)
-            fitted += self.per_source(f[0].label, work, skip, model=f[0].members[0].model) or 0
+        # every fit is handed to the pool first, then the results are written
+        # in the visit's order, so the products do not depend on the workers
+        with source_pool(self.maximum_cores, len(groups)) as pool:
+            started = [self._per_family(f, partial(self._start_family, f, pool)) for f in families]
+            for f, fits in zip(self.track(families), started, strict=True):
+                if fits is not None:
+                    fitted += self._per_family(f, partial(self._finish_family, f, *fits)) or 0
         return self.record_status(container, io.exposure_status, (fitted, len(groups)), "fitted")
 
     def default_suffix(self):
@@ -92,14 +98,45 @@ class TraceFitStep(NodcombineStep):
         values = {f: getattr(self, name) for f, name in names.items()}
         return TraceFitSettings(**values | {"degree_snr": tuple(self.degree_snr or ())})
 
-    def _fit_family(self, family):
-        """Fit the groups of one source; force the best fit on the rest. Return the count.
+    def check_parameters(self):
+        """Refuse a ``maximum_cores`` that names no number of cores (before any work)."""
+        super().check_parameters()
+        try:
+            core_count(self.maximum_cores)
+        except ValueError as err:
+            raise RefusedError(self.class_alias, "maximum_cores", str(err)) from err
+
+    def _per_family(self, family, work):
+        skip = partial(io.skip_groups, family)
+        return self.per_source(family[0].label, work, skip, model=family[0].members[0].model)
+
+    def _start_family(self, family, pool):
+        """Read each group of a family and hand its fit to ``pool``: ``(settings, started)``."""
+        settings = self._settings()
+        started = [self._start_group(group, settings, pool) for group in family]
+        return settings, [entry for entry in started if entry is not None]
+
+    def _start_group(self, group, settings, pool):
+        """``(group, inputs, future)`` for one source, or None if it was skipped."""
+        members, skipped = differenced_members(group)
+        for ref, err in skipped:
+            log.warning("SKIPPED %s", err)
+            io.write_skipped([ref], str(err))
+
+        def start():
+            inputs = io.read_source(members)
+            arguments = inputs.fit_arguments()
+            return group, inputs, pool.submit(timed_call, fit_trace, **arguments, settings=settings)
+
+        return self.per_source(group.label, start, lambda reason: io.write_skipped(members, reason))
+
+    def _finish_family(self, family, settings, started):
+        """Collect a family's fits; force the best fit on the rest; write. Return the count.
 
         Everything is fitted before anything is written, so a failure leaves no
         slit of the family half done.
         """
-        settings = self._settings()
-        fits = [fit for fit in (self._fit_group(g, settings) for g in family) if fit]
+        fits = [fit for fit in (self._finish_group(*entry) for entry in started) if fit]
         solutions = [(fit[2], "") for fit in fits]
         if self.force_profile:
             solutions = force_best_profile(
@@ -112,20 +149,13 @@ class TraceFitStep(NodcombineStep):
             self._report(group, inputs, solution, seconds)
         return len(fits)
 
-    def _fit_group(self, group, settings):
-        """(group, inputs, solution, seconds) for one source, or None if it was skipped."""
-        members, skipped = differenced_members(group)
-        for ref, err in skipped:
-            log.warning("SKIPPED %s", err)
-            io.write_skipped([ref], str(err))
-
-        def fit():
-            inputs = io.read_source(members)
-            start = time.perf_counter()
-            solution = fit_trace(**inputs.fit_arguments(), settings=settings)
-            return group, inputs, solution, time.perf_counter() - start
-
-        return self.per_source(group.label, fit, lambda reason: io.write_skipped(members, reason))
+    def _finish_group(self, group, inputs, future):
+        """(group, inputs, solution, seconds), or None if the fit failed (logged, recorded)."""
+        members, _ = differenced_members(group)
+        fitted = self.per_source(
+            group.label, future.result, lambda reason: io.write_skipped(members, reason)
+        )
+        return None if fitted is None else (group, inputs, *fitted)
 
     def _report(self, group, inputs, solution, seconds):
         level = logging.WARNING if solution.status == "FALLBACK" else logging.INFO

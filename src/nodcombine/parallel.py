@@ -1,0 +1,112 @@
+"""Per-source work in worker processes: ``maximum_cores`` as jwst spells it.
+
+The kernels take numpy arrays and frozen dataclasses and return frozen
+dataclasses, so a source's work can run in another process: its inputs and
+its result are pickled, nothing else is shared.  Workers are started with
+``spawn`` (no copy of the parent's open models or locks; the same on Linux,
+macOS and Windows) and import only the kernel modules they run.  With one
+core the work runs in the calling process, as before.
+"""
+
+import contextlib
+import multiprocessing
+import os
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+
+__all__ = ["MAXIMUM_CORES_SPEC", "core_count", "source_pool", "timed_call"]
+
+#: the stpipe spec line of the parameter (the jwst steps' spelling and values)
+MAXIMUM_CORES_SPEC = (
+    "maximum_cores = string(default='1')  # worker processes for the per-source fits: "
+    "an integer, or 'none' (1), 'quarter', 'half' or 'all' of the available cores"
+)
+
+_FRACTIONS = {"none": None, "quarter": 0.25, "half": 0.5, "all": 1.0}
+
+
+def core_count(maximum_cores):
+    """Worker processes asked for by ``maximum_cores``.
+
+    Parameters
+    ----------
+    maximum_cores : str or int
+        A positive integer, or ``none`` (one), ``quarter``, ``half`` or ``all``
+        of the cores this process may run on.
+
+    Returns
+    -------
+    int
+        At least 1.
+
+    Raises
+    ------
+    ValueError
+        For anything else, naming the value.
+    """
+    text = str(maximum_cores).strip().lower()
+    if text in _FRACTIONS:
+        fraction = _FRACTIONS[text]
+        return 1 if fraction is None else max(1, int(_available_cores() * fraction))
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ValueError(
+            f"maximum_cores={maximum_cores!r}: give a positive integer, "
+            "or one of 'none', 'quarter', 'half', 'all'"
+        )
+    return count
+
+
+def _available_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+class _InProcess:
+    """An executor that runs each call at once, in this process."""
+
+    @staticmethod
+    def submit(function, *args, **kwargs):
+        future = Future()
+        try:
+            future.set_result(function(*args, **kwargs))
+        except Exception as err:  # handed to whoever asks for the result
+            future.set_exception(err)
+        return future
+
+
+@contextlib.contextmanager
+def source_pool(maximum_cores, n_tasks):
+    """An executor for ``n_tasks`` per-source calls: processes, or this one.
+
+    Parameters
+    ----------
+    maximum_cores : str or int
+        See `core_count`.
+    n_tasks : int
+        No more workers are started than there are tasks.
+
+    Yields
+    ------
+    concurrent.futures.Executor-like
+        With ``submit``; its futures hold the result or the exception.
+    """
+    workers = min(core_count(maximum_cores), n_tasks)
+    if workers <= 1:
+        yield _InProcess()
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        yield pool
+
+
+def timed_call(function, *args, **kwargs):
+    """``(function(*args, **kwargs), seconds it took)``, for a worker to report its time."""
+    start = time.perf_counter()
+    result = function(*args, **kwargs)
+    return result, time.perf_counter() - start
