@@ -105,21 +105,28 @@ def source_pool(maximum_cores, n_tasks):
         With ``submit``; its futures hold the result or the exception.
     """
     workers = min(core_count(maximum_cores), n_tasks)
-    if workers <= 1:
-        with threadpool_limits(limits=1, user_api="blas"):
+    with threadpool_limits(limits=1, user_api="blas"):
+        if workers <= 1:
             yield _InProcess()
-        return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_blas_thread) as pool:
-        yield pool
+            return
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_blas_thread) as pool:
+            yield pool
 
 
-#: the worker's BLAS limit, kept for the worker's life
-_limits = []
+#: OpenBLAS, MKL, BLIS and OpenMP: the thread counts they read when loaded
+_THREAD_VARIABLES = (
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "OMP_NUM_THREADS",
+)
 
 
 def _one_blas_thread():
-    _limits.append(threadpool_limits(limits=1, user_api="blas"))
+    # a new worker has not loaded numpy or scipy yet (threadpoolctl limits
+    # only loaded libraries): the variables reach both when they load
+    os.environ.update(dict.fromkeys(_THREAD_VARIABLES, "1"))
 
 
 def timed_call(function, *args, **kwargs):
