@@ -123,10 +123,15 @@ _THREAD_VARIABLES = (
 )
 
 
+#: a worker's limit on the libraries already loaded, kept for its life
+_worker_limits = []
+
+
 def _one_blas_thread():
-    # a new worker has not loaded numpy or scipy yet (threadpoolctl limits
-    # only loaded libraries): the variables reach both when they load
+    # spawn has already imported the parent's main module (numpy with it, for
+    # strun): limit what is loaded, and set the variables for what loads later
     os.environ.update(dict.fromkeys(_THREAD_VARIABLES, "1"))
+    _worker_limits.append(threadpool_limits(limits=1, user_api="blas"))
 
 
 def timed_call(function, *args, **kwargs):
