@@ -51,6 +51,8 @@ class NodcombineMixin:
 
     #: whether stpipe must fetch reference files for the class's steps (`_get_crds_parameters`)
     reads_reference_files = False
+    #: progress and counts over the families of a visit (`start_tally`), or None
+    _tally = None
 
     def run(self, *args):
         """`stpipe.Step.run`; a `RefusedError` is logged once, then ends ``strun`` quietly.
@@ -245,7 +247,7 @@ class NodcombineStep(NodcombineMixin, Step):
 
         The log line is the step's `summary`.
         """
-        log.info("%s", self.summary(counts, done))
+        self.log_summary(counts, done)
         for model in models:
             setattr(model.meta.cal_step, self.class_alias, status_of(model))
         return models
@@ -276,9 +278,41 @@ class NodcombineStep(NodcombineMixin, Step):
         iterator
             ``items``; each request for the next counts the previous one done.
         """
+        if self._tally is not None:
+            return self._tallied(items)
         items = list(items)
         self._progress = Progress(self.class_alias, len(items), noun=noun)
         return self._progress.each(items)
+
+    def _tallied(self, items):
+        for item in items:
+            yield item
+            self._tally[0].advance()
+
+    def start_tally(self, total, noun="sources"):
+        """Count this step's sources over several runs (a visit reduced family by family).
+
+        Until `end_tally`, `track` advances one progress over the whole visit
+        and `log_summary` adds up instead of logging a line per run.
+        """
+        self._tally = [Progress(self.class_alias, total, noun=noun), 0, 0, ""]
+
+    def end_tally(self):
+        """Log the step's summary over the runs since `start_tally`."""
+        progress, done, seen, verb = self._tally
+        self._tally = None
+        progress.close()
+        if verb:
+            log.info("%s", progress.summary(done, seen, verb))
+
+    def log_summary(self, counts, done):
+        """Log the step's last line (`summary`), or add ``counts`` to the visit's tally."""
+        if self._tally is not None:
+            self._tally[1] += counts[0]
+            self._tally[2] += counts[1]
+            self._tally[3] = done
+            return
+        log.info("%s", self.summary(counts, done))
 
     def summary(self, counts, done):
         """The step's last line: ``trace_fit: 9 of 10 sources fitted, 1 skipped, 12 s``.

@@ -100,7 +100,7 @@ class OptimalExtract1dStep(NodcombineStep):
             for slit in self.track(slits, noun="slits")
         ]
         io.append_spectra(output, spectra)
-        log.info("%s", self.summary((len(output.spec), len(slits)), "extracted"))
+        self.log_summary((len(output.spec), len(slits)), "extracted")
         output.meta.cal_step.optimal_extract_1d = "COMPLETE" if len(output.spec) else "SKIPPED"
         return output
 

@@ -14,6 +14,7 @@ from nodcombine.extract_1d.step import OptimalExtract1dStep
 from nodcombine.modelio import open_visit
 from nodcombine.nod_diff.step import NodDiffStep
 from nodcombine.parrefs import override_parameters
+from nodcombine.pipelines.families import family_visits, merged_spectra, planned_in
 from nodcombine.pipelines.figures import save_visit_figures
 from nodcombine.pipelines.products import (
     per_source_products,
@@ -59,6 +60,7 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
     def run(self, *args):
         """`process`, then the visit record's last write (after stpipe saved the ``_x1d``)."""
         self._record, self._written = None, {}
+        self._reasons = {name: {} for name in self.step_defs}  # skipped sources, by step
         try:
             result = super().run(*args)
         except RefusedError as err:  # e.g. inputs nod_diff found already background-subtracted
@@ -68,9 +70,9 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
         if self._record is not None:
             reasons = {}
             for name in reversed(tuple(self.step_defs)):  # the first step's reason wins
-                reasons.update(getattr(self, name).skip_reasons)
+                reasons.update(self._reasons[name])
             # extraction names a source by its slit (``slit <name>``)
-            extracted = self.optimal_extract_1d.skip_reasons
+            extracted = self._reasons["optimal_extract_1d"]
             for label in self._record.sources:
                 slit = label.split("/")[-2]
                 if label not in reasons and f"slit {slit}" in extracted:
@@ -112,14 +114,52 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
             self._record = VisitRecord(record, plan, inputs)
             self._record.started()
         with _imports_frozen():
-            nod = self.nod_diff.run(visit)
-            trace = self.trace_fit.run(nod)
-            s2d = self.rectify.run(trace)
-            x1d = self.optimal_extract_1d.run(s2d)
+            parts = family_visits(visit) if self._by_family() else [visit]
+            with self._tallies(visit, parts):
+                # each family's products are written, and let go, before the next
+                spectra = [self._reduce(part, plan, product) for part in parts]
+        return merged_spectra(spectra)
+
+    @contextlib.contextmanager
+    def _tallies(self, visit, parts):
+        """Progress and summaries over the whole visit when it is reduced family by family."""
+        if len(parts) == 1:
+            yield
+            return
+        n_groups = len(group_by_source(visit)[0])
+        totals = {"trace_fit": (len(parts), "sources")}  # a family is fitted at once
+        totals["optimal_extract_1d"] = (n_groups, "slits")
+        steps = [getattr(self, name) for name in self.step_defs]
+        for step in steps:
+            step.start_tally(*totals.get(step.class_alias, (n_groups, "sources")))
+        try:
+            yield
+        finally:
+            for step in steps:
+                step.end_tally()
+
+    def _by_family(self):
+        """Whether the visit may be cut into families: not when a step saves its own products.
+
+        A step with ``save_results`` writes one product per input exposure;
+        run per family, each family would replace the last one's.
+        """
+        return not any(getattr(self, name).save_results for name in self.step_defs)
+
+    def _reduce(self, visit, plan, product):
+        """The chain on a visit or one family of it; its products saved. Returns the spectra."""
+        nod = self.nod_diff.run(visit)
+        trace = self.trace_fit.run(nod)
+        del nod
+        s2d = self.rectify.run(trace)
+        x1d = self.optimal_extract_1d.run(s2d)
+        for name in self.step_defs:
+            self._reasons[name].update(getattr(self, name).skip_reasons)
         if plan is not None:
             self._save_sources(plan, s2d, x1d)
         if self.save_plots and isinstance(visit, ModelContainer):
-            self._save_plots(plan, product, visit, trace, s2d, x1d)
+            part_plan = planned_in(plan, visit) if plan is not None else None
+            self._save_plots(part_plan, product, visit, trace, s2d, x1d)
         return x1d
 
     def check_parameters(self):

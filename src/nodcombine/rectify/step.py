@@ -66,7 +66,7 @@ class RectifyStep(NodcombineStep):
             for g in self.track(groups)
         ]
         io.append_slits(output, slits)
-        log.info("%s", self.summary((len(output.slits), len(groups)), "rectified"))
+        self.log_summary((len(output.slits), len(groups)), "rectified")
         output.meta.cal_step.rectify = "COMPLETE" if len(output.slits) else "SKIPPED"
         return output
 

@@ -1,0 +1,113 @@
+"""A visit reduced family by family: memory bounded by a source family, not the visit.
+
+The steps work on whole containers, and each returns a new one (the ``_nod``,
+``_trace``, rectified and extracted products): run on a whole MOS visit, all
+four are in memory at the end, some 5 MB per source on the real NIRSpec
+geometry.  `family_visits` cuts the visit into one small visit per family of
+sources (the groups `nodcombine.visit.group_families` fits together), each
+holding every exposure with only that family's slits; the pipeline runs the
+chain on one, writes its products and lets them go before the next.  The
+sub-visits share the opened slits (nothing is copied), and every source meets
+the same exposures, slits and parameters as in the whole visit, so its
+products are the same.
+"""
+
+import copy
+import logging
+
+from jwst.datamodels import ModelContainer
+from stdatamodels.jwst.datamodels import MultiSlitModel
+
+from nodcombine.modelio import product_history
+from nodcombine.visit import group_by_source, group_families
+
+__all__ = ["family_visits", "merged_spectra", "planned_in"]
+
+log = logging.getLogger(__name__)
+
+#: what `jwst.datamodels.ModelContainer` keeps of an association
+_ASSOCIATION = ("asn_table", "asn_table_name", "asn_pool_name", "asn_file_path")
+
+
+def family_visits(visit):
+    """The visit as one sub-visit per family of sources, or ``[visit]``.
+
+    A visit is cut only when that changes nothing a step sees: two or more
+    families in multi-slit exposures, each family in every exposure, and
+    every slit in some family.  Otherwise (one family, an exposure a step will
+    refuse or skip, a slit of no source, a source missing from an exposure)
+    the whole visit is returned, so that its messages and products stay those
+    of a whole-visit run.
+
+    Parameters
+    ----------
+    visit : ModelContainer or DataModel
+
+    Returns
+    -------
+    list of ModelContainer or DataModel
+    """
+    if not isinstance(visit, ModelContainer) or len(visit) < 2:
+        return [visit]
+    if not all(type(model) is MultiSlitModel for model in visit):
+        return [visit]
+    groups, problems = group_by_source(visit)
+    families = group_families(groups)
+    if problems or len(families) < 2:
+        return [visit]
+    positions = [{id(slit): k for k, slit in enumerate(m.instance["slits"])} for m in visit]
+    chosen = []
+    for family in families:
+        slits = [set() for _ in visit]
+        for group in family:
+            for ref in group.members:
+                slits[ref.exposure].add(positions[ref.exposure][id(ref.slit.instance)])
+        if not all(slits):
+            return [visit]
+        chosen.append(slits)
+    n_grouped = sum(len(slits) for family in chosen for slits in family)
+    if n_grouped != sum(map(len, positions)):
+        return [visit]
+    log.info("reducing %d source families one after another", len(chosen))
+    return [_sub_visit(visit, slits) for slits in chosen]
+
+
+def _sub_visit(visit, slits):
+    """The exposures of ``visit`` with only the slits ``slits[exposure]``.
+
+    The slits are shared, not copied: a family's steps work on its own slits
+    only.  The exposure-level tree (``meta``, a few kB) is copied: the steps
+    mark ``meta.cal_step`` of what they are given.
+    """
+    container = ModelContainer()
+    for model, indices in zip(visit, slits, strict=True):
+        tree = copy.deepcopy({k: v for k, v in model.instance.items() if k != "slits"})
+        tree["slits"] = [model.instance["slits"][k] for k in sorted(indices)]
+        container.append(type(model)(tree))
+    for name in _ASSOCIATION:
+        if hasattr(visit, name):
+            setattr(container, name, getattr(visit, name))
+    return container
+
+
+def planned_in(plan, visit):
+    """The entries of a visit's ``plan`` whose source is in ``visit`` (a sub-visit)."""
+    labels = {group.label for group in group_by_source(visit)[0]}
+    return [planned for planned in plan if planned.label in labels]
+
+
+def merged_spectra(products):
+    """One ``MultiSpecModel`` of the families' spectra, in the order of the families.
+
+    The first family's product receives the others' spectra; its
+    ``meta.cal_step`` says ``COMPLETE`` for a step done for any family, as a
+    whole-visit run would.
+    """
+    merged = products[0]
+    if len(products) == 1:
+        return merged
+    for other in products[1:]:
+        for spec in other.spec:
+            merged.spec.append(spec.instance)
+    merged.meta.cal_step = product_history(products)[0]
+    return merged

@@ -1,0 +1,85 @@
+"""A visit reduced family by family: the products of a whole-visit run, bit for bit."""
+
+import json
+
+import numpy as np
+import pytest
+from stdatamodels.jwst import datamodels
+
+from nodcombine import NodCombinePipeline
+from nodcombine.modelio import open_visit
+from nodcombine.pipelines import families
+from nodcombine.simulate import simulate_nodded_visit, write_visit
+
+
+@pytest.fixture(scope="module")
+def visit_files(tmp_path_factory):
+    models, _ = simulate_nodded_visit("nrs_msa_prism", n_slits=3, n_points=3, seed=43)
+    return write_visit(models, tmp_path_factory.mktemp("in"))
+
+
+def _run(asn, output_dir, monkeypatch, whole):
+    if whole:
+        monkeypatch.setattr(families, "family_visits", lambda visit: [visit])
+        from nodcombine.pipelines import nodcombine_pipeline
+
+        monkeypatch.setattr(nodcombine_pipeline, "family_visits", lambda visit: [visit])
+    output_dir.mkdir()
+    return NodCombinePipeline.call(str(asn), output_dir=str(output_dir), save_results=True)
+
+
+def test_family_by_family_writes_what_the_whole_visit_writes(visit_files, tmp_path, monkeypatch):
+    asn, _ = visit_files
+    by_family = _run(asn, tmp_path / "families", monkeypatch, whole=False)
+    with monkeypatch.context() as patch:
+        whole = _run(asn, tmp_path / "whole", patch, whole=True)
+    names = sorted(p.name for p in (tmp_path / "whole").glob("*.fits"))
+    assert len(names) == 7  # 3 x (_s2d, _x1d) and the visit's _x1d
+    assert names == sorted(p.name for p in (tmp_path / "families").glob("*.fits"))
+    for name in names:
+        with (
+            datamodels.open(tmp_path / "whole" / name) as one,
+            datamodels.open(tmp_path / "families" / name) as two,
+        ):
+            # the log lines stpipe keeps (cal_logs) are those of more step runs
+            flat_one, flat_two = (
+                {k: v for k, v in m.to_flat_dict().items() if not k.startswith("cal_logs")}
+                for m in (one, two)
+            )
+            assert flat_one.keys() == flat_two.keys(), name
+            for key, value in flat_one.items():
+                if hasattr(value, "shape"):  # arrays, tables, asdf's lazy arrays
+                    np.testing.assert_array_equal(
+                        np.asarray(flat_two[key]), np.asarray(value), err_msg=f"{name} {key}"
+                    )
+                elif not key.endswith((".date", ".wcs", "_fits_hash")) and "history" not in key:
+                    assert flat_two[key] == value, (name, key)
+    assert [s.source_id for s in by_family.spec] == [s.source_id for s in whole.spec]
+    records = [
+        json.loads(next((tmp_path / d).glob("*_visit.json")).read_text())["sources"]
+        for d in ("whole", "families")
+    ]
+    assert records[0] == records[1]
+
+
+def test_families_share_the_opened_slits(visit_files):
+    asn, _ = visit_files
+    visit = open_visit(str(asn))
+    parts = families.family_visits(visit)
+    assert len(parts) == 3
+    for k, part in enumerate(parts):
+        assert [m.meta.filename for m in part] == [m.meta.filename for m in visit]
+        for model, whole in zip(part, visit, strict=True):
+            assert len(model.slits) == 1
+            assert model.slits[0].instance is whole.slits[k].instance
+            # the exposure's own tree is the family's: a step marking it leaves the visit alone
+            assert model.meta.instance is not whole.meta.instance
+
+
+def test_a_visit_that_cannot_be_cut_is_reduced_whole(visit_files):
+    asn, _ = visit_files
+    visit = open_visit(str(asn))
+    del visit[1].slits[2]  # source 1002 is missing from one exposure
+    assert families.family_visits(visit) == [visit]
+    one = open_visit(str(asn))
+    assert families.family_visits(one[:1]) == [one[:1]]
