@@ -1,6 +1,8 @@
 """A visit reduced family by family: the products of a whole-visit run, bit for bit."""
 
 import json
+import logging
+import re
 
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ def visit_files(tmp_path_factory):
 
 
 def _run(asn, output_dir, monkeypatch, whole):
+    monkeypatch.setattr(families, "FAMILIES_PER_PART", 2)  # parts of 2 and 1 families
     if whole:
         monkeypatch.setattr(families, "family_visits", lambda visit: [visit])
         from nodcombine.pipelines import nodcombine_pipeline
@@ -62,10 +65,21 @@ def test_family_by_family_writes_what_the_whole_visit_writes(visit_files, tmp_pa
     assert records[0] == records[1]
 
 
+def test_parts_hold_whole_families(visit_files):
+    asn, _ = visit_files
+    visit = open_visit(str(asn))
+    parts = families.family_visits(visit, per_part=2)
+    assert [len(part[0].slits) for part in parts] == [2, 1]
+    assert [s.source_id for part in parts for s in part[0].slits] == [
+        s.source_id for s in visit[0].slits
+    ]
+
+
 def test_families_share_the_opened_slits(visit_files):
     asn, _ = visit_files
     visit = open_visit(str(asn))
-    parts = families.family_visits(visit)
+    assert families.family_visits(visit) == [visit]  # 3 families: one part
+    parts = families.family_visits(visit, per_part=1)
     assert len(parts) == 3
     for k, part in enumerate(parts):
         assert [m.meta.filename for m in part] == [m.meta.filename for m in visit]
@@ -80,6 +94,24 @@ def test_a_visit_that_cannot_be_cut_is_reduced_whole(visit_files):
     asn, _ = visit_files
     visit = open_visit(str(asn))
     del visit[1].slits[2]  # source 1002 is missing from one exposure
-    assert families.family_visits(visit) == [visit]
+    assert families.family_visits(visit, per_part=1) == [visit]
     one = open_visit(str(asn))
-    assert families.family_visits(one[:1]) == [one[:1]]
+    assert families.family_visits(one[:1], per_part=1) == [one[:1]]
+
+
+def test_one_summary_per_step_over_the_parts(visit_files, tmp_path, monkeypatch, caplog):
+    asn, _ = visit_files
+    monkeypatch.setattr(families, "FAMILIES_PER_PART", 1)
+    with caplog.at_level(logging.INFO, logger="nodcombine"):
+        NodCombinePipeline.call(str(asn), output_dir=str(tmp_path), save_results=True)
+    lines = [r.getMessage() for r in caplog.records]
+    assert "reducing 3 source families in 3 parts of up to 1" in lines
+    for step, noun, verb in (
+        ("nod_diff", "sources", "differenced"),
+        ("trace_fit", "sources", "fitted"),
+        ("rectify", "sources", "rectified"),
+        ("optimal_extract_1d", "slits", "extracted"),
+    ):
+        summaries = [x for x in lines if x.startswith(f"{step}: ") and " of " in x]
+        assert len(summaries) == 1, (step, summaries)
+        assert re.fullmatch(rf"{step}: 3 of 3 {noun} {verb}, 0 skipped, [\d.]+ s", summaries[0])

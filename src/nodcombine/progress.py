@@ -137,11 +137,15 @@ class Progress:
             text += f", ~{format_seconds(left)} left"
         return text
 
-    def summary(self, done, seen, verb):
-        """The step's last line: ``trace_fit: 198 of 200 sources fitted, 2 skipped, 95 s``."""
+    def summary(self, done, seen, verb, seconds=None):
+        """The step's last line: ``trace_fit: 198 of 200 sources fitted, 2 skipped, 95 s``.
+
+        ``seconds`` is the time said (default: since the start).
+        """
+        seconds = self.elapsed if seconds is None else seconds
         return (
             f"{self.name}: {done} of {seen} {self.noun} {verb}, {seen - done} skipped, "
-            f"{format_seconds(self.elapsed)}"
+            f"{format_seconds(seconds)}"
         )
 
     def close(self):

@@ -5,6 +5,8 @@ import logging
 import math
 import os
 import re
+import time
+from dataclasses import dataclass
 
 from jwst.datamodels import ModelContainer
 from jwst.stpipe import Step
@@ -42,6 +44,17 @@ class RunRefused(RefusedError, StpipeExitException):
         self._exit_status = RefusedError.exit_status
 
 
+@dataclass
+class _Tally:
+    """A step's progress, counts and own time over the runs of one visit."""
+
+    progress: Progress
+    done: int = 0
+    seen: int = 0
+    verb: str = ""
+    seconds: float = 0.0
+
+
 class NodcombineMixin:
     """What the package's steps and pipelines share (mixed in before `Step`/`Pipeline`).
 
@@ -63,6 +76,7 @@ class NodcombineMixin:
         what the user reads.
         """
         self.skip_reasons = {}  # by source label, this run's (`NodcombineStep.per_source`)
+        self._run_start = time.monotonic()
         # the mode of this run's input: the packaged parameters call() and strun give
         # the step are that mode's (`mode_parameters`)
         self._input_mode = select_mode(selection_parameters(args[0])) if args else None
@@ -287,32 +301,33 @@ class NodcombineStep(NodcombineMixin, Step):
     def _tallied(self, items):
         for item in items:
             yield item
-            self._tally[0].advance()
+            self._tally.progress.advance()
 
     def start_tally(self, total, noun="sources"):
-        """Count this step's sources over several runs (a visit reduced family by family).
+        """Count this step's sources over several runs (a visit reduced part by part).
 
         Until `end_tally`, `track` advances one progress over the whole visit
         and `log_summary` adds up instead of logging a line per run.
         """
-        self._tally = [Progress(self.class_alias, total, noun=noun), 0, 0, ""]
+        self._tally = _Tally(Progress(self.class_alias, total, noun=noun))
 
     def end_tally(self):
-        """Log the step's summary over the runs since `start_tally`."""
-        progress, done, seen, verb = self._tally
-        self._tally = None
-        progress.close()
-        if verb:
-            log.info("%s", progress.summary(done, seen, verb))
+        """Log the step's summary over the runs since `start_tally`: its counts, its own time."""
+        tally, self._tally = self._tally, None
+        tally.progress.close()
+        if tally.verb:
+            counts = (tally.done, tally.seen, tally.verb, tally.seconds)
+            log.info("%s", tally.progress.summary(*counts))
 
     def log_summary(self, counts, done):
         """Log the step's last line (`summary`), or add ``counts`` to the visit's tally."""
-        if self._tally is not None:
-            self._tally[1] += counts[0]
-            self._tally[2] += counts[1]
-            self._tally[3] = done
+        if self._tally is None:
+            log.info("%s", self.summary(counts, done))
             return
-        log.info("%s", self.summary(counts, done))
+        self._tally.done += counts[0]
+        self._tally.seen += counts[1]
+        self._tally.verb = done
+        self._tally.seconds += time.monotonic() - self._run_start
 
     def summary(self, counts, done):
         """The step's last line: ``trace_fit: 9 of 10 sources fitted, 1 skipped, 12 s``.

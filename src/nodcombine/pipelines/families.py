@@ -3,10 +3,11 @@
 The steps work on whole containers, and each returns a new one (the ``_nod``,
 ``_trace``, rectified and extracted products): run on a whole MOS visit, all
 four are in memory at the end, some 5 MB per source on the real NIRSpec
-geometry.  `family_visits` cuts the visit into one small visit per family of
-sources (the groups `nodcombine.visit.group_families` fits together), each
-holding every exposure with only that family's slits; the pipeline runs the
-chain on one, writes its products and lets them go before the next.  The
+geometry.  `family_visits` cuts the visit into small visits of a few families
+of sources each (a family: the groups `nodcombine.visit.group_families` fits
+together), each holding every exposure with only those families' slits; the
+pipeline runs the chain on one, writes its products and lets them go before
+the next.  The
 sub-visits share the opened slits (nothing is copied), and every source meets
 the same exposures, slits and parameters as in the whole visit, so its
 products are the same.
@@ -21,16 +22,21 @@ from stdatamodels.jwst.datamodels import MultiSlitModel
 from nodcombine.modelio import product_history
 from nodcombine.visit import group_by_source, group_families
 
-__all__ = ["family_visits", "merged_spectra", "planned_in"]
+__all__ = ["FAMILIES_PER_PART", "family_visits", "merged_spectra", "planned_in"]
 
 log = logging.getLogger(__name__)
+
+#: families reduced together: enough for the trace fits to keep a few workers
+#: busy and the steps' per-run overhead (~0.1 s for the four) small, few
+#: enough that a part's products take little memory
+FAMILIES_PER_PART = 10
 
 #: what `jwst.datamodels.ModelContainer` keeps of an association
 _ASSOCIATION = ("asn_table", "asn_table_name", "asn_pool_name", "asn_file_path")
 
 
-def family_visits(visit):
-    """The visit as one sub-visit per family of sources, or ``[visit]``.
+def family_visits(visit, per_part=None):
+    """The visit as sub-visits of ``per_part`` families of sources each, or ``[visit]``.
 
     A visit is cut only when that changes nothing a step sees: two or more
     families in multi-slit exposures, each family in every exposure, and
@@ -42,6 +48,8 @@ def family_visits(visit):
     Parameters
     ----------
     visit : ModelContainer or DataModel
+    per_part : int, optional
+        Families per sub-visit (default `FAMILIES_PER_PART`).
 
     Returns
     -------
@@ -68,8 +76,19 @@ def family_visits(visit):
     n_grouped = sum(len(slits) for family in chosen for slits in family)
     if n_grouped != sum(map(len, positions)):
         return [visit]
-    log.info("reducing %d source families one after another", len(chosen))
-    return [_sub_visit(visit, slits) for slits in chosen]
+    per_part = per_part or FAMILIES_PER_PART
+    parts = [_merged(chosen[k : k + per_part]) for k in range(0, len(chosen), per_part)]
+    if len(parts) < 2:
+        return [visit]
+    log.info(
+        "reducing %d source families in %d parts of up to %d", len(chosen), len(parts), per_part
+    )
+    return [_sub_visit(visit, slits) for slits in parts]
+
+
+def _merged(families):
+    """The slits of several families, per exposure."""
+    return [set().union(*exposure) for exposure in zip(*families, strict=True)]
 
 
 def _sub_visit(visit, slits):

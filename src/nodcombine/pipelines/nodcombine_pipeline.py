@@ -13,6 +13,7 @@ from nodcombine.errors import RefusedError
 from nodcombine.extract_1d.step import OptimalExtract1dStep
 from nodcombine.modelio import open_visit
 from nodcombine.nod_diff.step import NodDiffStep
+from nodcombine.parallel import source_pool
 from nodcombine.parrefs import override_parameters
 from nodcombine.pipelines.families import family_visits, merged_spectra, planned_in
 from nodcombine.pipelines.figures import save_visit_figures
@@ -28,7 +29,7 @@ from nodcombine.plotting import require_matplotlib
 from nodcombine.rectify.step import RectifyStep
 from nodcombine.stepbase import NodcombineMixin
 from nodcombine.trace_fit.step import TraceFitStep
-from nodcombine.visit import group_by_source
+from nodcombine.visit import group_by_source, group_families
 
 __all__ = ["NodCombinePipeline"]
 
@@ -115,10 +116,24 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
             self._record.started()
         with _imports_frozen():
             parts = family_visits(visit) if self._by_family() else [visit]
-            with self._tallies(visit, parts):
-                # each family's products are written, and let go, before the next
+            with self._tallies(visit, parts), self._workers(parts):
+                # each part's products are written, and let go, before the next
                 spectra = [self._reduce(part, plan, product) for part in parts]
         return merged_spectra(spectra)
+
+    @contextlib.contextmanager
+    def _workers(self, parts):
+        """trace_fit's worker processes, started once for all the parts of the visit."""
+        if len(parts) == 1:
+            yield
+            return
+        n_groups = sum(len(group_by_source(part)[0]) for part in parts)
+        with source_pool(self.trace_fit.maximum_cores, n_groups) as pool:
+            self.trace_fit.shared_pool = pool
+            try:
+                yield
+            finally:
+                self.trace_fit.shared_pool = None
 
     @contextlib.contextmanager
     def _tallies(self, visit, parts):
@@ -127,7 +142,8 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
             yield
             return
         n_groups = len(group_by_source(visit)[0])
-        totals = {"trace_fit": (len(parts), "sources")}  # a family is fitted at once
+        n_families = sum(len(group_families(group_by_source(part)[0])) for part in parts)
+        totals = {"trace_fit": (n_families, "sources")}  # a family is fitted at once
         totals["optimal_extract_1d"] = (n_groups, "slits")
         steps = [getattr(self, name) for name in self.step_defs]
         for step in steps:

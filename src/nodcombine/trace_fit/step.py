@@ -1,5 +1,6 @@
 """TraceFitStep: fit the spatial profile along the trace, jointly over the nod exposures."""
 
+import contextlib
 import logging
 from dataclasses import fields
 from functools import partial
@@ -80,7 +81,13 @@ class TraceFitStep(NodcombineStep):
         fitted = 0
         # every fit is handed to the pool first, then the results are written
         # in the visit's order, so the products do not depend on the workers
-        with source_pool(self.maximum_cores, len(groups)) as pool:
+        shared = self.shared_pool
+        pool_context = (
+            contextlib.nullcontext(shared)
+            if shared
+            else source_pool(self.maximum_cores, len(groups))
+        )
+        with pool_context as pool:
             started = [self._per_family(f, partial(self._start_family, f, pool)) for f in families]
             for f, fits in zip(self.track(families), started, strict=True):
                 if fits is not None:
@@ -97,6 +104,9 @@ class TraceFitStep(NodcombineStep):
         }
         values = {f: getattr(self, name) for f, name in names.items()}
         return TraceFitSettings(**values | {"degree_snr": tuple(self.degree_snr or ())})
+
+    #: an executor the pipeline keeps across its runs of the step (`source_pool`), or None
+    shared_pool = None
 
     def check_parameters(self):
         """Refuse a ``maximum_cores`` that names no number of cores (before any work)."""
