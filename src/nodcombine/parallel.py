@@ -89,7 +89,7 @@ class _InProcess:
 
 
 @contextlib.contextmanager
-def source_pool(maximum_cores, n_tasks):
+def source_pool(maximum_cores, n_tasks, shared=None):
     """An executor for ``n_tasks`` per-source calls: processes, or this one.
 
     Parameters
@@ -98,12 +98,17 @@ def source_pool(maximum_cores, n_tasks):
         See `core_count`.
     n_tasks : int
         No more workers are started than there are tasks.
+    shared : executor, optional
+        One a caller keeps across several runs (a pipeline's): used as it is.
 
     Yields
     ------
     concurrent.futures.Executor-like
         With ``submit``; its futures hold the result or the exception.
     """
+    if shared is not None:
+        yield shared
+        return
     workers = min(core_count(maximum_cores), n_tasks)
     with threadpool_limits(limits=1, user_api="blas"):
         if workers <= 1:

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-__all__ = ["Progress", "format_seconds", "wants_bar"]
+__all__ = ["Progress", "StepProgress", "Tally", "format_seconds", "wants_bar"]
 
 log = logging.getLogger(__name__)
 
@@ -166,3 +166,109 @@ class Progress:
             self._stream.flush()
         except (OSError, ValueError):  # a terminal gone away: no bar, the work goes on
             self._bar = False
+
+
+class Tally:
+    """A step's progress, counts and own time over several runs of it (the parts of a visit).
+
+    Parameters
+    ----------
+    progress : Progress
+        Over the whole visit.
+    """
+
+    def __init__(self, progress):
+        self.progress = progress
+        self.done = self.seen = 0
+        self.verb, self.seconds = "", 0.0
+
+    def each(self, items):
+        """Yield ``items``, advancing the visit's progress (never closing it)."""
+        for item in items:
+            yield item
+            self.progress.advance()
+
+    def add(self, counts, verb, seconds):
+        """Add one run: ``(done, seen)`` sources, what was done, its seconds."""
+        self.done += counts[0]
+        self.seen += counts[1]
+        self.verb, self.seconds = verb, self.seconds + seconds
+
+    def close(self):
+        """The summary line over the runs (None if no run counted); the bar cleared."""
+        self.progress.close()
+        if not self.verb:
+            return None
+        return self.progress.summary(self.done, self.seen, self.verb, self.seconds)
+
+
+class StepProgress:
+    """A step's progress over its sources and its last line (mixed into the package's steps).
+
+    The step has a ``class_alias``; ``_run_start`` is set when its run starts.
+    """
+
+    #: progress and counts over the parts of a visit (`start_tally`), or None
+    _tally = None
+
+    def track(self, items, noun="sources"):
+        """Iterate over the step's sources, logging progress (`nodcombine.progress.Progress`).
+
+        Parameters
+        ----------
+        items : iterable
+            The sources (groups, families or slits), one at a time to
+            `per_source`.
+        noun : str, optional
+            What they are called in the log.
+
+        Returns
+        -------
+        iterator
+            ``items``; each request for the next counts the previous one done.
+        """
+        if self._tally is not None:
+            return self._tally.each(items)
+        items = list(items)
+        self._progress = Progress(self.class_alias, len(items), noun=noun)
+        return self._progress.each(items)
+
+    def start_tally(self, total, noun="sources"):
+        """Count this step's sources over several runs (a visit reduced part by part).
+
+        Until `end_tally`, `track` advances one progress over the whole visit
+        and `log_summary` adds up instead of logging a line per run.
+        """
+        self._tally = Tally(Progress(self.class_alias, total, noun=noun))
+
+    def end_tally(self):
+        """Log the step's summary over the runs since `start_tally`: its counts, its own time."""
+        tally, self._tally = self._tally, None
+        line = tally.close()
+        if line:
+            log.info("%s", line)
+
+    def log_summary(self, counts, done):
+        """Log the step's last line (`summary`), or add ``counts`` to the visit's tally."""
+        if self._tally is None:
+            log.info("%s", self.summary(counts, done))
+        else:
+            self._tally.add(counts, done, time.monotonic() - self._run_start)
+
+    def summary(self, counts, done):
+        """The step's last line: ``trace_fit: 9 of 10 sources fitted, 1 skipped, 12 s``.
+
+        Parameters
+        ----------
+        counts : tuple of (int, int)
+            Sources done, sources seen.
+        done : str
+            What was done to them (``fitted``).
+
+        Returns
+        -------
+        str
+            With the time since `track` started (0 without it).
+        """
+        progress = getattr(self, "_progress", None) or Progress(self.class_alias, counts[1])
+        return progress.summary(*counts, done)

@@ -6,7 +6,6 @@ import math
 import os
 import re
 import time
-from dataclasses import dataclass
 
 from jwst.datamodels import ModelContainer
 from jwst.stpipe import Step
@@ -16,6 +15,7 @@ from stpipe.step import get_disable_crds_steppars
 
 from nodcombine.errors import InputError, RefusedError
 from nodcombine.modelio import sort_asdf_extension_history
+from nodcombine.parallel import core_count
 from nodcombine.parrefs import (
     SELECTORS,
     mode_differences,
@@ -23,7 +23,7 @@ from nodcombine.parrefs import (
     select_mode,
     selection_parameters,
 )
-from nodcombine.progress import Progress
+from nodcombine.progress import StepProgress
 from nodcombine.visit import group_by_source
 
 __all__ = ["OWN_SUFFIXES", "NodcombineMixin", "NodcombineStep", "RunRefused"]
@@ -44,17 +44,6 @@ class RunRefused(RefusedError, StpipeExitException):
         self._exit_status = RefusedError.exit_status
 
 
-@dataclass
-class _Tally:
-    """A step's progress, counts and own time over the runs of one visit."""
-
-    progress: Progress
-    done: int = 0
-    seen: int = 0
-    verb: str = ""
-    seconds: float = 0.0
-
-
 class NodcombineMixin:
     """What the package's steps and pipelines share (mixed in before `Step`/`Pipeline`).
 
@@ -64,8 +53,6 @@ class NodcombineMixin:
 
     #: whether stpipe must fetch reference files for the class's steps (`_get_crds_parameters`)
     reads_reference_files = False
-    #: progress and counts over the families of a visit (`start_tally`), or None
-    _tally = None
 
     def run(self, *args):
         """`stpipe.Step.run`; a `RefusedError` is logged once, then ends ``strun`` quietly.
@@ -131,20 +118,27 @@ class NodcombineMixin:
 
         The spec's ``min``/``max`` let NaN through (every comparison with it is
         false): a NaN threshold silently turns a test off.  Every ``float``
-        and ``float_list`` parameter must be finite (or None where allowed).
+        and ``float_list`` parameter must be finite (or None where allowed);
+        a ``maximum_cores`` must name a number of cores.
 
         Raises
         ------
         RefusedError
             Naming the step and the parameter.
         """
-        for name, check in self.load_spec_file().items():
+        spec = self.load_spec_file()
+        for name, check in spec.items():
             if not (isinstance(check, str) and check.startswith(("float(", "float_list("))):
                 continue
             value = getattr(self, name, None)
             values = value if isinstance(value, (list, tuple)) else [value]
             if any(v is not None and not math.isfinite(float(v)) for v in values):
                 raise RefusedError(self.class_alias, name, f"is {value}; give a finite number")
+        if "maximum_cores" in spec:
+            try:
+                core_count(self.maximum_cores)
+            except ValueError as err:
+                raise RefusedError(self.class_alias, "maximum_cores", str(err)) from err
 
     @staticmethod
     def get_stpipe_loggers():
@@ -225,7 +219,7 @@ class NodcombineMixin:
         return super().remove_suffix(match.group("root") if match else name)
 
 
-class NodcombineStep(NodcombineMixin, Step):
+class NodcombineStep(NodcombineMixin, StepProgress, Step):
     """A `jwst.stpipe.Step` of this package, with its error policy.
 
     Input a step cannot use raises `~nodcombine.errors.InputError`.  For a
@@ -275,77 +269,6 @@ class NodcombineStep(NodcombineMixin, Step):
         for model in result if isinstance(result, ModelContainer) else [result]:
             setattr(model.meta.cal_step, self.class_alias, "SKIPPED")
         return result
-
-    def track(self, items, noun="sources"):
-        """Iterate over the step's sources, logging progress (`nodcombine.progress.Progress`).
-
-        Parameters
-        ----------
-        items : iterable
-            The sources (groups, families or slits), one at a time to
-            `per_source`.
-        noun : str, optional
-            What they are called in the log.
-
-        Returns
-        -------
-        iterator
-            ``items``; each request for the next counts the previous one done.
-        """
-        if self._tally is not None:
-            return self._tallied(items)
-        items = list(items)
-        self._progress = Progress(self.class_alias, len(items), noun=noun)
-        return self._progress.each(items)
-
-    def _tallied(self, items):
-        for item in items:
-            yield item
-            self._tally.progress.advance()
-
-    def start_tally(self, total, noun="sources"):
-        """Count this step's sources over several runs (a visit reduced part by part).
-
-        Until `end_tally`, `track` advances one progress over the whole visit
-        and `log_summary` adds up instead of logging a line per run.
-        """
-        self._tally = _Tally(Progress(self.class_alias, total, noun=noun))
-
-    def end_tally(self):
-        """Log the step's summary over the runs since `start_tally`: its counts, its own time."""
-        tally, self._tally = self._tally, None
-        tally.progress.close()
-        if tally.verb:
-            counts = (tally.done, tally.seen, tally.verb, tally.seconds)
-            log.info("%s", tally.progress.summary(*counts))
-
-    def log_summary(self, counts, done):
-        """Log the step's last line (`summary`), or add ``counts`` to the visit's tally."""
-        if self._tally is None:
-            log.info("%s", self.summary(counts, done))
-            return
-        self._tally.done += counts[0]
-        self._tally.seen += counts[1]
-        self._tally.verb = done
-        self._tally.seconds += time.monotonic() - self._run_start
-
-    def summary(self, counts, done):
-        """The step's last line: ``trace_fit: 9 of 10 sources fitted, 1 skipped, 12 s``.
-
-        Parameters
-        ----------
-        counts : tuple of (int, int)
-            Sources done, sources seen.
-        done : str
-            What was done to them (``fitted``).
-
-        Returns
-        -------
-        str
-            With the time since `track` started (0 without it).
-        """
-        progress = getattr(self, "_progress", None) or Progress(self.class_alias, counts[1])
-        return progress.summary(*counts, done)
 
     @contextlib.contextmanager
     def mode_parameters(self, label, model):

@@ -13,8 +13,10 @@ pixel and the nominal PSF width, all from the records ``nod_diff`` wrote
     The fit parameters, and the fitted centre and width per dispersion pixel.
 """
 
+import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from pathlib import Path
 
 import numpy as np
 from jwst.datamodels import ModelContainer
@@ -24,15 +26,21 @@ from nodcombine.errors import InputError
 from nodcombine.modelio import write_array
 from nodcombine.nodsource import NodSource, read_nod_source
 from nodcombine.psf import psf_sigma_pix
+from nodcombine.trace_fit.solution import TraceFitSettings
 from nodcombine.trace_fit.tracemodel import rows_at
 from nodcombine.visit import slits_of
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "TraceInputs",
     "check_visit",
     "exposure_status",
     "fit_record",
+    "log_fit",
     "read_source",
+    "save_diagnostic_figure",
+    "settings_of",
     "skip_groups",
     "write_skipped",
     "write_source",
@@ -217,3 +225,30 @@ def exposure_status(model):
         if record is not None and record.fitted:
             return COMPLETE
     return SKIPPED
+
+
+def save_diagnostic_figure(group, inputs, solution, output_dir, stem):
+    """Diagnostic PNG of one source in ``output_dir``; a failure costs only the figure."""
+    from nodcombine.plotting import save_trace_fit_figure, trace_fit_figure_name
+
+    path = Path(output_dir) / trace_fit_figure_name(stem, group.key)
+    try:
+        save_trace_fit_figure(inputs.source, solution, path, group.label)
+    except (OSError, ValueError, ImportError) as err:
+        log.warning("%s: no diagnostic figure (%s: %s)", group.label, type(err).__name__, err)
+        return
+    log.info("%s: diagnostic figure %s", group.label, path)
+
+
+def settings_of(step):
+    """The `TraceFitSettings` a `TraceFitStep`'s parameters give."""
+    names = {f.name: f.name for f in fields(TraceFitSettings)} | {"iterations": "fit_iterations"}
+    values = {f: getattr(step, name) for f, name in names.items()}
+    return TraceFitSettings(**values | {"degree_snr": tuple(step.degree_snr or ())})
+
+
+def log_fit(group, inputs, solution, seconds):
+    """One line per fitted source; a warning for a fallback to the prediction."""
+    level = logging.WARNING if solution.status == "FALLBACK" else logging.INFO
+    summary = solution.summary(inputs.pixel_scale)
+    log.log(level, "%s: %s, %.2f s", group.label, summary, seconds)

@@ -1,14 +1,12 @@
 """TraceFitStep: fit the spatial profile along the trace, jointly over the nod exposures."""
 
-import contextlib
 import logging
-from dataclasses import fields
 from functools import partial
 from pathlib import Path
 
-from nodcombine.errors import InputError, RefusedError
+from nodcombine.errors import InputError
 from nodcombine.nodsource import differenced_members
-from nodcombine.parallel import MAXIMUM_CORES_SPEC, core_count, source_pool, timed_call
+from nodcombine.parallel import MAXIMUM_CORES_SPEC, source_pool, timed_call
 from nodcombine.stepbase import NodcombineStep
 from nodcombine.trace_fit import io
 from nodcombine.trace_fit.family import force_best_profile
@@ -81,13 +79,7 @@ class TraceFitStep(NodcombineStep):
         fitted = 0
         # every fit is handed to the pool first, then the results are written
         # in the visit's order, so the products do not depend on the workers
-        shared = self.shared_pool
-        pool_context = (
-            contextlib.nullcontext(shared)
-            if shared
-            else source_pool(self.maximum_cores, len(groups))
-        )
-        with pool_context as pool:
+        with source_pool(self.maximum_cores, len(groups), shared=self.shared_pool) as pool:
             started = [self._per_family(f, partial(self._start_family, f, pool)) for f in families]
             for f, fits in zip(self.track(families), started, strict=True):
                 if fits is not None:
@@ -98,23 +90,7 @@ class TraceFitStep(NodcombineStep):
         """Suffix of the products: ``trace``."""
         return "trace"
 
-    def _settings(self):
-        names = {f.name: f.name for f in fields(TraceFitSettings)} | {
-            "iterations": "fit_iterations"
-        }
-        values = {f: getattr(self, name) for f, name in names.items()}
-        return TraceFitSettings(**values | {"degree_snr": tuple(self.degree_snr or ())})
-
-    #: an executor the pipeline keeps across its runs of the step (`source_pool`), or None
-    shared_pool = None
-
-    def check_parameters(self):
-        """Refuse a ``maximum_cores`` that names no number of cores (before any work)."""
-        super().check_parameters()
-        try:
-            core_count(self.maximum_cores)
-        except ValueError as err:
-            raise RefusedError(self.class_alias, "maximum_cores", str(err)) from err
+    shared_pool = None  # an executor a pipeline keeps across its runs of the step
 
     def _per_family(self, family, work):
         skip = partial(io.skip_groups, family)
@@ -122,7 +98,7 @@ class TraceFitStep(NodcombineStep):
 
     def _start_family(self, family, pool):
         """Read each group of a family and hand its fit to ``pool``: ``(settings, started)``."""
-        settings = self._settings()
+        settings = io.settings_of(self)
         started = [self._start_group(group, settings, pool) for group in family]
         return settings, [entry for entry in started if entry is not None]
 
@@ -161,29 +137,14 @@ class TraceFitStep(NodcombineStep):
 
     def _finish_group(self, group, inputs, future):
         """(group, inputs, solution, seconds), or None if the fit failed (logged, recorded)."""
-        members, _ = differenced_members(group)
-        fitted = self.per_source(
-            group.label, future.result, lambda reason: io.write_skipped(members, reason)
-        )
+        skip = partial(io.write_skipped, differenced_members(group)[0])
+        fitted = self.per_source(group.label, future.result, skip)
         return None if fitted is None else (group, inputs, *fitted)
 
     def _report(self, group, inputs, solution, seconds):
-        level = logging.WARNING if solution.status == "FALLBACK" else logging.INFO
-        summary = solution.summary(inputs.pixel_scale)
-        log.log(level, "%s: %s, %.2f s", group.label, summary, seconds)
+        io.log_fit(group, inputs, solution, seconds)
         if self.save_diagnostics:
-            self._save_figure(group, inputs, solution)
-
-    def _save_figure(self, group, inputs, solution):
-        """Diagnostic PNG of one source in ``output_dir``; a failure costs only the figure."""
-        from nodcombine.plotting import save_trace_fit_figure, trace_fit_figure_name
-
-        stem = self.remove_suffix(Path(group.members[0].filename).stem)[0]
-        # in a pipeline the step has no output_dir of its own: the pipeline's
-        path = Path(self.search_attr("output_dir") or ".") / trace_fit_figure_name(stem, group.key)
-        try:
-            save_trace_fit_figure(inputs.source, solution, path, group.label)
-        except (OSError, ValueError, ImportError) as err:
-            log.warning("%s: no diagnostic figure (%s: %s)", group.label, type(err).__name__, err)
-            return
-        log.info("%s: diagnostic figure %s", group.label, path)
+            stem = self.remove_suffix(Path(group.members[0].filename).stem)[0]
+            # in a pipeline the step has no output_dir of its own: the pipeline's
+            output_dir = Path(self.search_attr("output_dir") or ".")
+            io.save_diagnostic_figure(group, inputs, solution, output_dir, stem)
