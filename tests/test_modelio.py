@@ -4,6 +4,7 @@ import functools
 import io
 import json
 import re
+import struct
 
 import asdf
 import numpy as np
@@ -259,3 +260,28 @@ def test_steps_after_nod_diff_need_no_wcs(written_visit):
     x1d = OptimalExtract1dStep.call(RectifyStep.call(traced))
     assert len(x1d.spec) == len(nod[0].slits)
     assert all(np.isfinite(spec.spec_table["FLUX"]).sum() > 100 for spec in x1d.spec)
+
+
+def _asdf_with_two_blocks(body):
+    """An ASDF file: ``body`` as its tree, then two binary blocks of the same bytes."""
+    header = struct.pack(">I4sQQQ16s", 0, b"\0\0\0\0", 8, 8, 8, bytes(16))
+    block = b"\xd3BLK" + struct.pack(">H", len(header)) + header + bytes(range(8))
+    return b"#ASDF 1.0.0\n%YAML 1.1\n---\n" + body + b"\n...\n" + block + block
+
+
+def _pair(first, second, key):
+    lines = [b"  offset: 1.0", b"  x1: 1", b"  x2: 2", b"  x3: 3", b"  x4: 4", b"  x5: 5"]
+    a = [b"a: !transform/shift-1.2.0", *lines, key % first]
+    b = [b"b: !transform/shift-1.2.0", *lines, key % second]
+    return b"\n".join(a + b)
+
+
+def test_arrays_are_compared_by_their_bytes_and_other_numbers_as_written():
+    same_bytes = _asdf_with_two_blocks(
+        _pair(0, 1, b"  coefficients: !core/ndarray-1.1.0 {source: %d, shape: [8]}")
+    )
+    shared = share_repeated_wcs(same_bytes)
+    assert b"b: *nc1" in shared and b"a: &nc1 !transform/shift-1.2.0" in shared
+    # a 'source' that is not an array's block index: 0 and 1 differ, whatever the blocks hold
+    plain = _asdf_with_two_blocks(_pair(0, 1, b"  source: %d"))
+    assert share_repeated_wcs(plain) is plain

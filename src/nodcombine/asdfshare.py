@@ -189,7 +189,7 @@ class _Sharer:
             if b"&id" in text or b"*id" in text:
                 text = _ANCHOR.sub(lambda m: self._anchor_key(m, renamed), text)
                 text = _ALIAS.sub(lambda m: self._alias_key(m, renamed), text)
-            if b"source: " in text:
+            if b"source: " in text and self._in_ndarray(number):
                 text = _SOURCE.sub(self._checksum_of, text)
             digest.update(b"\n" + text)
         return digest.digest(), removable
@@ -203,6 +203,15 @@ class _Sharer:
     def _alias_key(self, match, renamed):
         name = match.group(1)
         return b"*" + renamed[name] if name in renamed else self.values[name]
+
+    def _in_ndarray(self, number):
+        """Whether a ``source:`` on line ``number`` is an array's block index.
+
+        asdf writes it in the array's flow mapping (``!core/ndarray-1.1.0
+        {source: 3, ...}``) or as the first key under its tag; any other
+        ``source`` is an ordinary value, compared as written.
+        """
+        return b"ndarray" in self.lines[number] or b"ndarray" in self.lines[number - 1]
 
     def _checksum_of(self, match):
         index = int(match.group(1))
