@@ -80,30 +80,36 @@ _STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) - (\S+) - \w+ - (.
 
 
 def stage_seconds(log_text):
-    """Seconds per stage from ``strun``'s log: each step, and saving the per-source products."""
+    """Seconds per stage from ``strun``'s log, summed over the parts a visit is reduced in.
+
+    Each step's runs (``Step ... running`` to ``done``), the opening before the
+    first step, and the per-source products (each ``saved`` line, from the
+    line before it).
+    """
     events = []
     for line in log_text.splitlines():
         match = _STAMP.match(line)
         if match:
             stamp = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f")
             events.append((stamp.timestamp(), match.group(3)))
-    stages, started = {}, {}
+    stages, started = dict.fromkeys(STEPS, 0.0), {}
+    stages["save products"] = 0.0
+    previous = None
     for t, message in events:
         if message.startswith("Step nodcombine running"):
             started["nodcombine"] = t
         for step in STEPS:
             if message.startswith(f"Step {step} running"):
+                started.setdefault(f"first {step}", t)
                 started[step] = t
             elif message.startswith(f"Step {step} done") and step in started:
-                stages[step] = t - started[step]
-    if "nodcombine" in started and "nod_diff" in started:
+                stages[step] += t - started[step]
+        if message.startswith("saved ") and previous is not None:
+            stages["save products"] += t - previous
+        previous = t
+    if "nodcombine" in started and "first nod_diff" in started:
         # the pipeline opens the visit itself, before its first step
-        stages["open inputs"] = started["nod_diff"] - started["nodcombine"]
-    end = started.get("optimal_extract_1d")
-    saves = [t for t, message in events if message.startswith("saved ")]
-    if saves and end is not None:
-        last_step = end + stages.get("optimal_extract_1d", 0.0)
-        stages["save products"] = max(saves) - last_step
+        stages["open inputs"] = started["first nod_diff"] - started["nodcombine"]
     if events:
         stages["whole log"] = events[-1][0] - events[0][0]
     return stages
