@@ -72,3 +72,19 @@ def test_core_counts():
     assert core_count("none") == 1
     assert core_count("3") == 3
     assert 1 <= core_count("half") <= core_count("all")
+
+
+def test_on_one_core_each_fit_runs_when_the_step_collects_it():
+    """So that the step's progress lines follow the fits (and one failure stays its own)."""
+    from nodcombine.parallel import source_pool
+
+    calls = []
+    with source_pool("1", 3) as pool:
+        futures = [pool.submit(calls.append, k) for k in range(3)]
+        assert calls == []
+        futures[1].result()
+        futures[1].result()
+        assert calls == [1]
+        failing = pool.submit(int, "not a number")
+        with pytest.raises(ValueError):
+            failing.result()

@@ -75,17 +75,35 @@ def _available_cores():
         return os.cpu_count() or 1
 
 
+class _Deferred:
+    """A call run in this process when its result is first asked for.
+
+    On one core the fits then run where the step waits for them, source by
+    source, so that its progress lines follow the work.
+    """
+
+    def __init__(self, function, args, kwargs):
+        self._call = (function, args, kwargs)
+        self._future = None
+
+    def result(self):
+        """The call's return value; its exception raised, each time it is asked for."""
+        if self._future is None:
+            function, args, kwargs = self._call
+            self._future, self._call = Future(), None
+            try:
+                self._future.set_result(function(*args, **kwargs))
+            except Exception as err:  # handed to whoever asks for the result
+                self._future.set_exception(err)
+        return self._future.result()
+
+
 class _InProcess:
-    """An executor that runs each call at once, in this process."""
+    """An executor whose calls run in this process, when their results are asked for."""
 
     @staticmethod
     def submit(function, *args, **kwargs):
-        future = Future()
-        try:
-            future.set_result(function(*args, **kwargs))
-        except Exception as err:  # handed to whoever asks for the result
-            future.set_exception(err)
-        return future
+        return _Deferred(function, args, kwargs)
 
 
 @contextlib.contextmanager

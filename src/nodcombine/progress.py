@@ -268,7 +268,9 @@ class StepProgress:
         Returns
         -------
         str
-            With the time since `track` started (0 without it).
+            With the time since the step's run started.
         """
         progress = getattr(self, "_progress", None) or Progress(self.class_alias, counts[1])
-        return progress.summary(*counts, done)
+        start = getattr(self, "_run_start", None)
+        seconds = None if start is None else time.monotonic() - start
+        return progress.summary(*counts, done, seconds)
