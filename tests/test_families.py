@@ -10,7 +10,7 @@ from stdatamodels.jwst import datamodels
 
 from nodcombine import NodCombinePipeline
 from nodcombine.modelio import open_visit
-from nodcombine.pipelines import families
+from nodcombine.pipelines import families, nodcombine_pipeline
 from nodcombine.simulate import simulate_nodded_visit, write_visit
 
 
@@ -22,10 +22,7 @@ def visit_files(tmp_path_factory):
 
 def _run(asn, output_dir, monkeypatch, whole):
     monkeypatch.setattr(families, "FAMILIES_PER_PART", 2)  # parts of 2 and 1 families
-    if whole:
-        monkeypatch.setattr(families, "family_visits", lambda visit: [visit])
-        from nodcombine.pipelines import nodcombine_pipeline
-
+    if whole:  # the name the pipeline calls
         monkeypatch.setattr(nodcombine_pipeline, "family_visits", lambda visit: [visit])
     output_dir.mkdir()
     return NodCombinePipeline.call(str(asn), output_dir=str(output_dir), save_results=True)
