@@ -157,6 +157,17 @@ def test_unreadable_member_costs_no_source_its_spectrum(visit, clean, tmp_path, 
     assert record["status"] == "complete" and record["counts"] == {"COMPLETE": 3}
 
 
+def test_visit_with_no_readable_member_is_refused_naming_each_file(visit, tmp_path, caplog):
+    asn, paths = _copy_visit(visit, tmp_path)
+    for path in paths:
+        _BROKEN_FILES["truncated"](path)
+    outcome, text, fluxes, record = _run(asn, tmp_path, caplog)
+    assert isinstance(outcome, RefusedError) and outcome.field == "members"
+    assert "no exposure could be opened" in str(outcome)
+    assert all(p.name in str(outcome) for p in paths)
+    assert "REFUSED" in text and not fluxes and record is None
+
+
 def test_duplicate_member_is_refused_by_name(visit, tmp_path, caplog):
     asn, paths = _copy_visit(visit, tmp_path)
     table = json.loads(asn.read_text())

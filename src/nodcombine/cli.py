@@ -7,8 +7,10 @@
     nodcombine copy-pars trace_fit --mode nrs_fixedslit my_trace.asdf
     nodcombine extract1d jwst_miri_extract1d_0005.json MIR_LRS-FIXEDSLIT box.asdf
     nodcombine offline ~/crds_offline               # the CRDS variables for running offline
+    nodcombine batch visits/ -o reduced             # every visit, on Dask (the survey extra)
+    nodcombine batch visits/ -o reduced --scheduler tcp://host:8786 -- --steps.trace_fit.snr_min=5
 
-The reductions themselves run with ``strun`` (``strun nodcombine asn.json``).
+Single visits run with ``strun`` (``strun nodcombine asn.json``).
 """
 
 import argparse
@@ -53,8 +55,14 @@ def main(argv=None):
     int
         Exit status: 0, or 2 for an input the command cannot use.
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    strun_args = []
+    if argv[:1] == ["batch"] and "--" in argv:  # what follows ``--`` goes to strun
+        cut = argv.index("--")
+        argv, strun_args = argv[:cut], argv[cut + 1 :]
     parser = _parser()
     args = parser.parse_args(argv)
+    args.strun_args = strun_args
     if args.command is None:
         parser.print_help()
         return 2
@@ -94,7 +102,67 @@ def _parser():
     )
     crds.add_argument("directory", help="the local CRDS cache (created if needed)")
     crds.set_defaults(run=lambda args: offline.main([args.directory]))
+    _add_batch_parser(commands)
     return parser
+
+
+def _add_batch_parser(commands):
+    batch = commands.add_parser(
+        "batch",
+        help="reduce many visits on Dask (a local cluster, or --scheduler ADDRESS)",
+        description="Run strun on every visit, as Dask tasks; arguments after -- go to strun.",
+    )
+    batch.add_argument("inputs", nargs="+", help="associations, _cal files, or folders of them")
+    batch.add_argument("-o", "--output-dir", required=True, help="products: <dir>/<visit>/")
+    batch.add_argument(
+        "--pipeline", default="nodcombine", help="alias or ASDF parameter file (nodcombine)"
+    )
+    batch.add_argument("--scheduler", help="address of a running Dask scheduler")
+    batch.add_argument(
+        "--workers", default="all", help="local worker processes: a count, none, half, all (all)"
+    )
+    batch.add_argument("--memory-limit", default="auto", help="per local worker (auto)")
+    batch.add_argument(
+        "--retries", type=int, default=2, help="further starts after a worker died (2)"
+    )
+    batch.add_argument("--resume", action="store_true", help="skip visits already complete")
+    batch.add_argument("--crds-path", help="serverless CRDS cache when no server is configured")
+    batch.add_argument("--no-progress", action="store_true", help="no progress bar")
+    batch.set_defaults(run=_run_batch)
+
+
+def _run_batch(args):
+    import logging
+
+    try:
+        from nodcombine.batch import run_batch
+        from nodcombine.batch.inputs import BatchInputError
+    except ImportError as err:  # dask is an extra
+        print(f"nodcombine batch needs Dask: pip install 'nodcombine[survey]' ({err})",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("distributed", "bokeh", "tornado"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        result = run_batch(
+            args.inputs,
+            args.output_dir,
+            pipeline=args.pipeline,
+            strun_args=args.strun_args,
+            scheduler=args.scheduler,
+            n_workers=args.workers,
+            memory_limit=args.memory_limit,
+            retries=args.retries,
+            resume=args.resume,
+            crds_path=args.crds_path,
+            show_progress=not args.no_progress,
+        )
+    except (BatchInputError, ValueError) as err:
+        print(f"nodcombine batch: {err}", file=sys.stderr)
+        return 2
+    print("\n".join(result.summary))
+    return 1 if result.failed else 0
 
 
 def _show_pars(args):

@@ -174,11 +174,12 @@ def open_visit(input_data):
 def _from_paths(paths):
     _refuse_duplicates([Path(str(p)).name for p in paths], "input list")
     log.info("opening %d exposures", len(paths))
-    container = ModelContainer()
+    container, failures = ModelContainer(), []
     for path in paths:
-        model = _open_member(Path(str(path)))
+        model = _open_member(Path(str(path)), failures)
         if model is not None:
             container.append(model)
+    _refuse_if_none_opened(container, "input list", failures)
     # the names ModelContainer gives a list: the first file's stem without its suffix
     stem = Path(str(paths[0])).name.split(".")[0]
     container.asn_table_name = "_".join(stem.split("_")[:-1])
@@ -199,14 +200,14 @@ def _from_association(asn_path):
     members = products[0]["members"]
     _refuse_duplicates([member["expname"] for member in members], where)
     log.info("opening %d members of %s", len(members), where)
-    container = ModelContainer()
+    container, failures = ModelContainer(), []
     for member in members:
         exptype = str(member.get("exptype", "science")).lower()
         if exptype != "science":
             # dedicated background exposures are not nod positions of the source
             log.warning("SKIPPED %s: member %r has exptype %r", where, member["expname"], exptype)
             continue
-        model = _open_member(asn_path.parent / member["expname"])
+        model = _open_member(asn_path.parent / member["expname"], failures)
         if model is None:
             continue
         model.meta.asn.exptype = member["exptype"]
@@ -217,6 +218,7 @@ def _from_association(asn_path):
                     value = str(asn_path.parent / value) if value.strip() else None
                 setattr(model.meta, name, value)
         container.append(model)
+    _refuse_if_none_opened(container, where, failures)
     container.asn_table = asn
     container.asn_file_path = str(asn_path)
     container.asn_table_name = asn_path.name
@@ -236,13 +238,23 @@ def _refuse_duplicates(names, where):
         seen.add(name)
 
 
-def _open_member(path):
-    """`open_exposure`, or None after a ``SKIPPED`` warning naming the file and why."""
+def _refuse_if_none_opened(container, where, failures):
+    """Refuse a visit none of whose exposures opened, naming each file and why."""
+    if len(container) == 0 and failures:
+        raise RefusedError(where, "members", "no exposure could be opened: " + "; ".join(failures))
+
+
+def _open_member(path, failures):
+    """`open_exposure`, or None after a ``SKIPPED`` warning naming the file and why.
+
+    The file's name and the reason are appended to ``failures``.
+    """
     start = time.perf_counter()
     try:
         model = open_exposure(path)
     except Exception as err:  # truncated, garbage, missing, a corrupt ASDF tree ...
         log.warning("SKIPPED %s: cannot be opened: %s: %s", path, type(err).__name__, err)
+        failures.append(f"{path.name}: {type(err).__name__}: {err}")
         return None
     seconds = time.perf_counter() - start
     if seconds >= _SLOW_OPEN:  # a many-slit exposure: say where the time goes

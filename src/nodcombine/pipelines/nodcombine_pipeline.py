@@ -22,6 +22,7 @@ from nodcombine.pipelines.products import (
     plan_products,
     product_name,
     product_stem,
+    source_summary,
     x1d_suffix,
 )
 from nodcombine.pipelines.visitrecord import RECORD_SUFFIX, VisitRecord, preflight, save_atomically
@@ -60,7 +61,7 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
 
     def run(self, *args):
         """`process`, then the visit record's last write (after stpipe saved the ``_x1d``)."""
-        self._record, self._written = None, {}
+        self._record, self._written, self._details = None, {}, {}
         self._reasons = {name: {} for name in self.step_defs}  # skipped sources, by step
         try:
             result = super().run(*args)
@@ -78,7 +79,7 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
                 slit = label.split("/")[-2]
                 if label not in reasons and f"slit {slit}" in extracted:
                     reasons[label] = extracted[f"slit {slit}"]
-            self._record.finish(self._written, reasons)
+            self._record.finish(self._written, reasons, self._details)
             log.info("visit record %s", self._record.path)
         return result
 
@@ -203,7 +204,9 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
         for name, model in per_source_products(plan, s2d, x1d, x1d_suffix=suffix):
             path = Path(self.output_dir or ".") / f"{name}.fits"
             save_atomically(model, path)
-            self._written.setdefault(labels[product_stem(name)], []).append(path.name)
+            label = labels[product_stem(name)]
+            self._written.setdefault(label, []).append(path.name)
+            self._details.setdefault(label, {}).update(source_summary(model))
             log.info("saved %s", path)
 
     def default_suffix(self):

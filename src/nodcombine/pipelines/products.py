@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from stdatamodels.jwst import datamodels
 
-from nodcombine.contract import RectifyRecord
+from nodcombine.contract import RectifyRecord, TraceFitRecord
 from nodcombine.extract_1d.step import BOX_SUFFIX
 
 __all__ = [
@@ -172,6 +172,35 @@ def per_source_products(plan, s2d, x1d, *, x1d_suffix="x1d"):
         if spec is not None:
             one = _one_of(datamodels.MultiSpecModel, x1d, "spec", spec, slit)
             yield f"{planned.stem}_{x1d_suffix}", one
+
+
+def source_summary(model):
+    """What a visit record says of a source, from one of its products.
+
+    Parameters
+    ----------
+    model : MultiSlitModel or MultiSpecModel
+        A product of `per_source_products`.
+
+    Returns
+    -------
+    dict
+        From an ``_s2d``: ``trace_snr`` and ``model`` (the fitted profile,
+        `~nodcombine.contract.TraceFitRecord.model_summary`); from a spectrum:
+        ``median_snr``, the median of FLUX / FLUX_ERROR over the bins that have
+        both.  Empty for anything else.
+    """
+    if isinstance(model, datamodels.MultiSpecModel):
+        table = model.spec[0].spec_table
+        flux = np.asarray(table["FLUX"], dtype=float)
+        error = np.asarray(table["FLUX_ERROR"], dtype=float)
+        good = np.isfinite(flux) & np.isfinite(error) & (error > 0)
+        return {"median_snr": float(np.median(flux[good] / error[good])) if good.any() else None}
+    record = TraceFitRecord.from_tree(model.slits[0].instance) if len(model.slits) else None
+    if record is None:
+        return {}
+    snr = None if record.snr is None else float(record.snr)
+    return {"trace_snr": snr, "model": record.model_summary}
 
 
 def x1d_suffix(extract_step):

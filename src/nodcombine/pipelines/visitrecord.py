@@ -115,7 +115,7 @@ class VisitRecord:
         """Write the record with status ``started`` (before the work)."""
         self._write("started")
 
-    def finish(self, written, reasons):
+    def finish(self, written, reasons, details=None):
         """Record each source's outcome and write the record with status ``complete``.
 
         Parameters
@@ -124,8 +124,14 @@ class VisitRecord:
             Product file names written, by source label.
         reasons : dict of str to str
             Why a source was not done, by source label (the steps' skip reasons).
+        details : dict of str to dict, optional
+            Per source label, what its products say of it
+            (`~nodcombine.pipelines.products.source_summary`: ``trace_snr``,
+            ``model``, ``median_snr``).
         """
+        details = details or {}
         for label, entry in self.sources.items():
+            entry.update(details.get(label, {}))
             files = sorted(written.get(label, []))
             entry["products"] = files
             entry["status"] = (

@@ -1,0 +1,140 @@
+"""The Dask side of a batch: a cluster (or a scheduler's address), the tasks, their results.
+
+Workers are processes with one thread each: the science code holds the GIL,
+and the trace fits already pin BLAS to one thread.  A task is one visit.  When
+a worker dies under a task (killed, or restarted by its nanny for going over
+its memory limit) Dask's scheduler starts the task again on another worker, up
+to ``distributed.scheduler.allowed-failures`` times, then gives up with
+`~distributed.KilledWorker`; the batch sets that bound for the cluster it
+starts (a scheduler started elsewhere keeps its own configuration).
+"""
+
+import contextlib
+import logging
+import sys
+import time
+
+import dask
+from distributed import Client, KilledWorker, LocalCluster, as_completed
+
+from nodcombine.batch.task import FAILED, VisitOutcome
+
+__all__ = ["batch_client", "outcomes"]
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def batch_client(*, scheduler=None, n_workers=1, memory_limit="auto", retries=2, dashboard=":8787"):
+    """A Dask client: of the scheduler at ``scheduler``, or of a new `LocalCluster`.
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        Address of a running scheduler (``tcp://host:8786``).
+    n_workers : int
+        Worker processes of the local cluster.
+    memory_limit : str or int
+        Per local worker (``"auto"``: the machine's memory shared equally).
+    retries : int
+        Starts of a task after the first when its worker dies (local cluster).
+    dashboard : str or None
+        Address of the local cluster's dashboard (``":0"``: any free port; None: none).
+
+    Yields
+    ------
+    distributed.Client
+    """
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    with dask.config.set({"distributed.scheduler.allowed-failures": int(retries)}):
+        cluster = LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit=memory_limit,
+            dashboard_address=dashboard,
+        )
+    with cluster, Client(cluster) as client:
+        yield client
+
+
+def outcomes(client, jobs, reducer, *, show_progress=True):
+    """Submit one task per job and yield each `VisitOutcome` as it arrives.
+
+    A task that ends in an exception (the worker died too often, or the
+    reducer itself failed) gives a ``failed`` outcome naming it; the rest go on.
+    """
+    futures = {}
+    for job in jobs:
+        future = client.submit(reducer, job, key=f"visit-{job.name}-{job.batch_id}", pure=False)
+        futures[future] = job
+    progress = _Progress(len(futures), enabled=show_progress)
+    for future in as_completed(futures):
+        job = futures[future]
+        try:
+            outcome = future.result()
+        except KilledWorker as err:
+            outcome = VisitOutcome(
+                name=job.name,
+                status=FAILED,
+                reason=f"its worker died at every start, the last time: {err}",
+                attempts=_attempts(job),
+            )
+        except Exception as err:
+            outcome = VisitOutcome(job.name, FAILED, f"{type(err).__name__}: {err}")
+        future.release()
+        progress.advance(outcome)
+        yield outcome
+    progress.close()
+
+
+def _attempts(job):
+    path = job.bookkeeping.with_suffix(".attempts")
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return 0
+    return sum(1 for line in lines if f'"batch": "{job.batch_id}"' in line)
+
+
+class _Progress:
+    """A one-line progress bar on a terminal, a log line per visit otherwise."""
+
+    width = 30
+
+    def __init__(self, total, *, enabled=True):
+        self.total, self.done, self.failed = total, 0, 0
+        self.start = time.monotonic()
+        self.enabled = enabled
+        self.tty = enabled and sys.stderr.isatty()
+
+    def advance(self, outcome):
+        self.done += 1
+        self.failed += outcome.status == FAILED
+        level = logging.WARNING if outcome.status == FAILED else logging.INFO
+        log.log(
+            level,
+            "visit %s %s in %.1f s on %s%s",
+            outcome.name,
+            outcome.status,
+            outcome.wall_s,
+            outcome.worker or "?",
+            f": {outcome.reason}" if outcome.reason else "",
+        )
+        if self.enabled:
+            self._draw()
+
+    def _draw(self):
+        filled = round(self.width * self.done / max(self.total, 1))
+        bar = "#" * filled + "." * (self.width - filled)
+        elapsed = time.monotonic() - self.start
+        line = f"[{bar}] {self.done}/{self.total} visits, {self.failed} failed, {elapsed:.0f} s"
+        sys.stderr.write(("\r" if self.tty else "") + line + ("" if self.tty else "\n"))
+        sys.stderr.flush()
+
+    def close(self):
+        if self.tty:
+            sys.stderr.write("\n")

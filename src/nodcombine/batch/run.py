@@ -1,0 +1,166 @@
+"""`run_batch`: every visit of a survey through ``strun``, as Dask tasks."""
+
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from nodcombine.batch.engine import batch_client, outcomes
+from nodcombine.batch.inputs import find_visits
+from nodcombine.batch.record import record_rows, summary, write_record
+from nodcombine.batch.task import VisitJob, completed_outcome, reduce_visit
+from nodcombine.offline import configure_offline_crds
+from nodcombine.parallel import core_count
+
+__all__ = ["BatchResult", "run_batch"]
+
+log = logging.getLogger(__name__)
+
+#: the variables a worker gets from the batch (CRDS's, and stpipe's switch for pars- files)
+PASSED_VARIABLES = ("CRDS_", "STPIPE_")
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a batch did.
+
+    Attributes
+    ----------
+    outcomes : list of VisitOutcome
+        One per visit, in the order the visits were given.
+    resumed : frozenset of str
+        Visits complete from an earlier run (not reduced again).
+    record_paths : list of pathlib.Path
+        The batch record files.
+    wall_s : float
+    summary : list of str
+        The lines printed at the end.
+    """
+
+    outcomes: list
+    resumed: frozenset
+    record_paths: list
+    wall_s: float
+    summary: list
+
+    @property
+    def failed(self):
+        """Names of the visits that failed."""
+        return [o.name for o in self.outcomes if o.status == "failed"]
+
+
+def run_batch(
+    inputs,
+    output_dir,
+    *,
+    pipeline="nodcombine",
+    strun_args=(),
+    scheduler=None,
+    n_workers="all",
+    memory_limit="auto",
+    retries=2,
+    resume=False,
+    crds_path=None,
+    dashboard=":8787",
+    show_progress=True,
+    reducer=reduce_visit,
+):
+    """Reduce every visit in ``inputs``, each as ``strun`` would, on Dask.
+
+    Parameters
+    ----------
+    inputs : list of str or os.PathLike
+        Associations, ``_cal`` files (grouped into visits) or folders of either
+        (`~nodcombine.batch.inputs.find_visits`).
+    output_dir : str or os.PathLike
+        Each visit's products go into ``<output_dir>/<product name>/``; the
+        batch record, the logs (``logs/``) and the bookkeeping (``.batch/``)
+        beside them.
+    pipeline : str
+        ``nodcombine``, ``calwebb_spec3_nod`` or an ASDF parameter file.
+    strun_args : sequence of str
+        Further ``strun`` arguments, the same for every visit.
+    scheduler : str, optional
+        Address of a running Dask scheduler; without it a `LocalCluster` is started.
+    n_workers : int or str
+        Local worker processes: a count or ``maximum_cores`` words
+        (``all``, ``half``, ``quarter``, ``none`` = 1).
+    memory_limit : str or int
+        Per local worker; ``auto`` shares the machine's memory equally.
+    retries : int
+        Further starts of a visit whose worker died (local cluster).
+    resume : bool
+        Skip visits whose outcome from an earlier run is complete with all its products.
+    crds_path : str or os.PathLike, optional
+        Serverless CRDS cache for the workers when the environment names no
+        CRDS server (default ``<output_dir>/.batch/crds``).
+    dashboard : str or None
+        The local cluster's dashboard address.
+    show_progress : bool
+        Draw the progress bar on stderr.
+    reducer : callable
+        Run on each `VisitJob` in a worker (default `reduce_visit`).
+
+    Returns
+    -------
+    BatchResult
+    """
+    start = time.perf_counter()
+    output_dir = Path(output_dir).resolve()
+    bookkeeping = output_dir / ".batch"
+    bookkeeping.mkdir(parents=True, exist_ok=True)
+    visits = find_visits(inputs, bookkeeping / "associations")
+    environment = _worker_environment(crds_path or bookkeeping / "crds")
+    batch_id = uuid.uuid4().hex[:12]
+    jobs = [
+        VisitJob(
+            name=visit.name,
+            association=str(visit.association),
+            output_dir=str(output_dir),
+            pipeline=str(pipeline),
+            strun_args=tuple(strun_args),
+            environment=environment,
+            batch_id=batch_id,
+        )
+        for visit in visits
+    ]
+    done = {job.name: completed_outcome(job) for job in jobs} if resume else {}
+    done = {name: outcome for name, outcome in done.items() if outcome is not None}
+    todo = [job for job in jobs if job.name not in done]
+    log.info(
+        "batch %s: %d visits, %d complete from an earlier run, %d to reduce",
+        batch_id, len(jobs), len(done), len(todo),
+    )  # fmt: skip
+    workers = core_count(n_workers) if not scheduler else None
+    results = dict(done)
+    if todo:
+        with batch_client(
+            scheduler=scheduler,
+            n_workers=workers,
+            memory_limit=memory_limit,
+            retries=retries,
+            dashboard=dashboard,
+        ) as client:
+            workers = workers or len(client.scheduler_info()["workers"])
+            if client.dashboard_link:
+                log.info("Dask dashboard: %s", client.dashboard_link)
+            for outcome in outcomes(client, todo, reducer, show_progress=show_progress):
+                results[outcome.name] = outcome
+    ordered = [results[job.name] for job in jobs]
+    rows = [row for o in ordered for row in record_rows(o, resumed=o.name in done)]
+    paths = write_record(rows, output_dir)
+    wall = time.perf_counter() - start
+    lines = summary(ordered, set(done), wall, workers or 0)
+    lines.append(f"  record: {', '.join(str(p) for p in paths)}")
+    return BatchResult(ordered, frozenset(done), paths, wall, lines)
+
+
+def _worker_environment(crds_path):
+    """The CRDS and stpipe variables of this process, made serverless if it names no server."""
+    if not os.environ.get("CRDS_SERVER_URL") or not os.environ.get("CRDS_PATH"):
+        settings = configure_offline_crds(Path(crds_path), environ={})
+        log.info("CRDS: no server configured; workers run offline on %s", crds_path)
+        return settings
+    return {k: v for k, v in os.environ.items() if k.startswith(PASSED_VARIABLES)}
