@@ -7,11 +7,10 @@ import sys
 from functools import partial
 from pathlib import Path
 
+import cloudpickle  # comes with distributed (the survey extra, installed by make test)
 import numpy as np
 import pytest
 from astropy.io import fits
-
-import cloudpickle  # comes with distributed (the survey extra, installed by make test)
 from stpipe import Step
 
 from nodcombine import cli
