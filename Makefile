@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench bench-real bench-trace bench-extract bench-profiles lint docs install clean
+.PHONY: demo test test-slow bench bench-real bench-batch bench-trace bench-extract bench-profiles lint docs install clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -30,9 +30,13 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_profiles.py
 	$(BIN)/python benchmarks/bench_visit_memory.py
 	$(BIN)/python benchmarks/bench_real_geometry.py
+	$(BIN)/python benchmarks/bench_batch.py
 
 bench-real: $(STAMP)
 	$(BIN)/python benchmarks/bench_real_geometry.py
+
+bench-batch: $(STAMP)
+	$(BIN)/python benchmarks/bench_batch.py
 
 bench-profiles: $(STAMP)
 	$(BIN)/python benchmarks/bench_profiles.py

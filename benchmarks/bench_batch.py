@@ -12,7 +12,8 @@ Runs, in this order, in one process:
 1. ``serial``: ``strun nodcombine`` on each visit in turn (``Step.from_cmdline``,
    what ``strun`` calls), the reference products;
 2. ``batch, 1 worker`` and ``batch, 2 workers``: `run_batch` on a
-   `LocalCluster`, the crash injected;
+   `LocalCluster`, the crash injected, the 50-source visit split into two
+   tasks of 25 sources and merged;
 3. ``batch, --scheduler``: a ``dask scheduler`` and a ``dask worker --nworkers 2``
    started as separate processes, as a cluster's would be, the crash injected;
 4. ``kill + --resume``: ``nodcombine batch --workers 2`` as a command, its whole
@@ -45,6 +46,8 @@ CEERS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ceers_
 #: sources per visit: mixed, 1 to 50
 SIZES = (1, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 5, 6, 8, 10, 12, 16, 20, 50)
 CORRUPT, CRASH = "v21_corrupt", "v22_crash"
+#: the 50-source visit is split in two tasks (and merged)
+SOURCES_PER_TASK = 25
 
 
 def build_survey(folder):
@@ -77,6 +80,7 @@ def kill_first_start(job, attempt, *, victim):
 def serial_runs(associations, out):
     from stpipe import Step
 
+    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     for asn in associations:
         name = asn.parent.name
@@ -105,6 +109,7 @@ def batch_run(associations, out, **options):
     result = run_batch(
         [a.parent for a in associations],
         out,
+        sources_per_task=SOURCES_PER_TASK,
         reducer=reducer,
         dashboard=":0",
         show_progress=False,
@@ -184,6 +189,7 @@ def kill_and_resume(associations, out, n_total):
         "--workers",
         "2",
         "--no-progress",
+        f"--sources-per-task={SOURCES_PER_TASK}",
     ]
     with open(out.parent / f"{out.name}_first.log", "w") as log:
         first = subprocess.Popen(

@@ -32,8 +32,8 @@ def _kill_worker(job, attempt, *, crash_once, crash_always, ran):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _write_visit(folder, name, *, seed, visit_number="001"):
-    models, _ = simulate_nodded_visit(n_slits=2, seed=seed)
+def _write_visit(folder, name, *, seed, visit_number="001", n_slits=2):
+    models, _ = simulate_nodded_visit(n_slits=n_slits, seed=seed)
     for model in models:
         model.meta.observation.visit_number = visit_number
     asn, paths = write_visit(models, folder)
@@ -41,13 +41,18 @@ def _write_visit(folder, name, *, seed, visit_number="001"):
     return asn, paths
 
 
+VISITS = ("good_a", "good_b", "corrupt", "crash", "big")
+
+
 @pytest.fixture(scope="module")
 def visits(tmp_path_factory):
-    """Four visits: two good, one whose every exposure is truncated, one that kills its worker."""
+    """Five visits: two good, one whose every exposure is truncated, one that kills its
+    worker, and one of 5 sources (split into 3 tasks at 2 sources per task)."""
     root = tmp_path_factory.mktemp("survey")
     asns = {}
-    for seed, name in enumerate(("good_a", "good_b", "corrupt", "crash")):
-        asns[name], paths = _write_visit(root / name, name, seed=seed)
+    for seed, name in enumerate(VISITS):
+        n_slits = 5 if name == "big" else 2
+        asns[name], paths = _write_visit(root / name, name, seed=seed, n_slits=n_slits)
         if name == "corrupt":  # a download that stopped half way, every exposure
             for path in paths:
                 os.truncate(path, path.stat().st_size // 3)
@@ -81,10 +86,11 @@ def batch(visits, tmp_path_factory):
     ran = out / "ran.txt"
     injector = partial(_kill_worker, crash_once="crash", crash_always=None, ran=ran)
     result = run_batch(
-        [visits[name].parent for name in ("good_a", "good_b", "corrupt", "crash")],
+        [visits[name].parent for name in VISITS],
         out,
         n_workers=2,
         retries=1,
+        sources_per_task=2,
         dashboard=":0",
         show_progress=False,
         reducer=partial(reduce_visit, on_start=injector),
@@ -94,34 +100,42 @@ def batch(visits, tmp_path_factory):
 
 def test_batch_products_equal_serial_strun(visits, batch, tmp_path):
     out, _, _ = batch
-    for name in ("good_a", "good_b", "crash"):
+    for name in ("good_a", "good_b", "crash", "big"):
         serial = tmp_path / name
         Step.from_cmdline(["nodcombine", str(visits[name]), f"--output_dir={serial}"])
         products = sorted(p.name for p in serial.glob("*.fits"))
-        assert len(products) == 5  # two sources' _s2d and _x1d, the visit's _x1d
+        n_sources = 5 if name == "big" else 2
+        assert len(products) == 2 * n_sources + 1  # each source's _s2d and _x1d, the visit's
         assert sorted(p.name for p in (out / name).glob("*.fits")) == products
         for product in products:
             _same_arrays(out / name / product, serial / product)
-    # the batch's visit folder holds what strun writes, nothing else
-    assert sorted(p.name for p in (out / "good_a").iterdir()) == sorted(
-        p.name for p in (tmp_path / "good_a").iterdir()
+    # the batch's visit folder holds what strun writes, nothing else (the split one too)
+    for name in ("good_a", "big"):
+        assert sorted(p.name for p in (out / name).iterdir()) == sorted(
+            p.name for p in (tmp_path / name).iterdir()
+        )
+    # the split visit's record: that of one strun run, but for the dates
+    merged, whole = (
+        json.loads((d / "big" / "big_visit.json").read_text()) for d in (out, tmp_path)
     )
+    assert merged == whole
 
 
 def test_bad_visit_is_recorded_and_the_rest_complete(batch):
     out, result, _ = batch
     by_name = {o.name: o for o in result.outcomes}
-    assert [o.name for o in result.outcomes] == ["good_a", "good_b", "corrupt", "crash"]
+    assert [o.name for o in result.outcomes] == list(VISITS)
     assert result.failed == ["corrupt"]
     reason = by_name["corrupt"].reason
     assert "no exposure could be opened" in reason and "started" not in reason
     assert "jw09999001001_03101_00001_nrs2_cal.fits" in reason
-    for name in ("good_a", "good_b", "crash"):
+    for name in ("good_a", "good_b", "crash", "big"):
         assert by_name[name].status == "complete"
-        assert [s["status"] for s in by_name[name].sources] == ["COMPLETE", "COMPLETE"]
+        assert {s["status"] for s in by_name[name].sources} == {"COMPLETE"}
+    assert len(by_name["big"].sources) == 5
     record = (out / "batch_record.csv").read_text().splitlines()
     assert record[0].startswith("visit,source,status,reason,trace_snr,model,median_snr")
-    assert len(record) == 1 + 2 + 2 + 1 + 2  # a row per source, one for the failed visit
+    assert len(record) == 1 + 2 + 2 + 1 + 2 + 5  # a row per source, one for the failed visit
     failed_row = [line for line in record if line.startswith("corrupt,")]
     assert len(failed_row) == 1 and ",FAILED," in failed_row[0]
     assert any("FAILED corrupt" in line for line in result.summary)
@@ -134,7 +148,7 @@ def test_record_carries_the_science_columns(batch):
     columns = pyarrow.parquet.read_table(out / "batch_record.parquet").to_pydict()
     keep = np.array(columns["status"]) == "COMPLETE"
     good = {name: np.array(values)[keep] for name, values in columns.items()}
-    assert keep.sum() == 6
+    assert keep.sum() == 11
     # bright simulated sources: a real fit, a trace S/N in the hundreds, spectra S/N ~ 27
     assert np.all(good["trace_snr"] > 100)
     assert all(str(m).startswith("FIT: offset deg") for m in good["model"])
@@ -160,19 +174,52 @@ def test_resume_runs_only_what_is_not_complete(visits, batch):
     ran = out / "ran_again.txt"
     injector = partial(_kill_worker, crash_once=None, crash_always=None, ran=ran)
     result = run_batch(
-        [visits[name].parent for name in ("good_a", "good_b", "corrupt", "crash")],
+        [visits[name].parent for name in VISITS],
         out,
         n_workers=1,
         resume=True,
+        sources_per_task=2,
         dashboard=":0",
         show_progress=False,
         reducer=partial(reduce_visit, on_start=injector),
     )
-    assert result.resumed == {"good_a", "good_b", "crash"}
+    assert result.resumed == {"good_a", "good_b", "crash", "big"}
     assert ran.read_text().splitlines() == ["corrupt"]  # the failed visit is tried again
     assert result.failed == ["corrupt"]
     rows = [r for o in result.outcomes for r in record_rows(o, resumed=o.name in result.resumed)]
-    assert sum(r["resumed"] for r in rows) == 6
+    assert sum(r["resumed"] for r in rows) == 11
+
+
+def test_resume_of_a_split_visit_runs_only_its_missing_part(visits, batch, tmp_path):
+    """Parts 1 and 3 done before a kill (no merge yet): --resume runs part 2, then the merge."""
+    from nodcombine.batch.parts import part_jobs
+    from nodcombine.batch.task import VisitJob
+
+    out = tmp_path / "out"
+    job = VisitJob("big", str(visits["big"]), str(out), batch_id="killed")
+    pieces = part_jobs(job, 5, 2)
+    assert [p.part for p in pieces] == ["1/3", "2/3", "3/3"]
+    for piece in (pieces[0], pieces[2]):
+        assert reduce_visit(piece).status == "complete"
+    ran = tmp_path / "ran.txt"
+    injector = partial(_kill_worker, crash_once=None, crash_always=None, ran=ran)
+    result = run_batch(
+        [visits["big"].parent],
+        out,
+        n_workers=1,
+        resume=True,
+        sources_per_task=2,
+        dashboard=":0",
+        show_progress=False,
+        reducer=partial(reduce_visit, on_start=injector),
+    )
+    assert ran.read_text().splitlines() == ["big"]  # one start: part 2's
+    assert result.outcomes[0].status == "complete" and len(result.outcomes[0].sources) == 5
+    reference = batch[0] / "big"
+    products = sorted(p.name for p in reference.glob("*.fits"))
+    assert sorted(p.name for p in (out / "big").glob("*.fits")) == products
+    for product in products:
+        _same_arrays(out / "big" / product, reference / product)
 
 
 def test_worker_dying_at_every_start_fails_only_its_visit(visits, tmp_path):

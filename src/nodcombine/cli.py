@@ -126,6 +126,10 @@ def _add_batch_parser(commands):
         "--retries", type=int, default=2, help="further starts after a worker died (2)"
     )
     batch.add_argument("--resume", action="store_true", help="skip visits already complete")
+    batch.add_argument(
+        "--sources-per-task", type=int, default=50,
+        help="split MOS visits of more sources into tasks of this many (50; 0: never)",
+    )  # fmt: skip
     batch.add_argument("--crds-path", help="serverless CRDS cache when no server is configured")
     batch.add_argument("--no-progress", action="store_true", help="no progress bar")
     batch.set_defaults(run=_run_batch)
@@ -155,6 +159,7 @@ def _run_batch(args):
             memory_limit=args.memory_limit,
             retries=args.retries,
             resume=args.resume,
+            sources_per_task=args.sources_per_task,
             crds_path=args.crds_path,
             show_progress=not args.no_progress,
         )

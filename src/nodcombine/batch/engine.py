@@ -17,6 +17,7 @@ import time
 import dask
 from distributed import Client, KilledWorker, LocalCluster, as_completed
 
+from nodcombine.batch.parts import merge_parts
 from nodcombine.batch.task import FAILED, VisitOutcome
 
 __all__ = ["batch_client", "outcomes"]
@@ -61,15 +62,32 @@ def batch_client(*, scheduler=None, n_workers=1, memory_limit="auto", retries=2,
         yield client
 
 
-def outcomes(client, jobs, reducer, *, show_progress=True):
-    """Submit one task per job and yield each `VisitOutcome` as it arrives.
+def outcomes(client, jobs, reducer, *, parts=None, show_progress=True):
+    """Submit the tasks of each visit and yield each visit's `VisitOutcome` as it arrives.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    jobs : list of VisitJob
+    reducer : callable
+        Run on each job (or part job) in a worker.
+    parts : dict, optional
+        Per visit name, its parts: a part job, or the `VisitOutcome` of a part
+        already complete (resumed); such a visit's last task is `merge_parts`.
+    show_progress : bool
 
     A task that ends in an exception (the worker died too often, or the
     reducer itself failed) gives a ``failed`` outcome naming it; the rest go on.
     """
+    parts = parts or {}
     futures = {}
     for job in jobs:
-        future = client.submit(reducer, job, key=f"visit-{job.name}-{job.batch_id}", pure=False)
+        key = f"visit-{job.name}-{job.batch_id}"
+        if parts.get(job.name):
+            inputs = [_submitted(client, reducer, piece) for piece in parts[job.name]]
+            future = client.submit(merge_parts, job, *inputs, key=key, pure=False)
+        else:
+            future = client.submit(reducer, job, key=key, pure=False)
         futures[future] = job
     progress = _Progress(len(futures), enabled=show_progress)
     for future in as_completed(futures):
@@ -91,8 +109,14 @@ def outcomes(client, jobs, reducer, *, show_progress=True):
     progress.close()
 
 
+def _submitted(client, reducer, piece):
+    if isinstance(piece, VisitOutcome):  # a part complete from an earlier run
+        return piece
+    return client.submit(reducer, piece, key=f"part-{piece.label}-{piece.batch_id}", pure=False)
+
+
 def _attempts(job):
-    path = job.bookkeeping.with_suffix(".attempts")
+    path = job.attempts_path
     try:
         lines = path.read_text().splitlines()
     except OSError:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from nodcombine.batch.engine import batch_client, outcomes
 from nodcombine.batch.inputs import find_visits
+from nodcombine.batch.parts import count_sources, part_jobs
 from nodcombine.batch.record import record_rows, summary, write_record
 from nodcombine.batch.task import VisitJob, completed_outcome, reduce_visit
 from nodcombine.offline import configure_offline_crds
@@ -62,6 +63,7 @@ def run_batch(
     memory_limit="auto",
     retries=2,
     resume=False,
+    sources_per_task=50,
     crds_path=None,
     dashboard=":8787",
     show_progress=True,
@@ -92,7 +94,11 @@ def run_batch(
     retries : int
         Further starts of a visit whose worker died (local cluster).
     resume : bool
-        Skip visits whose outcome from an earlier run is complete with all its products.
+        Skip visits whose outcome from an earlier run is complete with all
+        its products (and parts of a split visit that are).
+    sources_per_task : int
+        A MOS visit of more sources is split into that many per task, and
+        merged (`~nodcombine.batch.parts`); 0: a task per visit.
     crds_path : str or os.PathLike, optional
         Serverless CRDS cache for the workers when the environment names no
         CRDS server (default ``<output_dir>/.batch/crds``).
@@ -133,6 +139,7 @@ def run_batch(
         "batch %s: %d visits, %d complete from an earlier run, %d to reduce",
         batch_id, len(jobs), len(done), len(todo),
     )  # fmt: skip
+    parts = {job.name: _parts(job, sources_per_task, resume) for job in todo}
     workers = core_count(n_workers) if not scheduler else None
     results = dict(done)
     if todo:
@@ -146,7 +153,8 @@ def run_batch(
             workers = workers or len(client.scheduler_info()["workers"])
             if client.dashboard_link:
                 log.info("Dask dashboard: %s", client.dashboard_link)
-            for outcome in outcomes(client, todo, reducer, show_progress=show_progress):
+            stream = outcomes(client, todo, reducer, parts=parts, show_progress=show_progress)
+            for outcome in stream:
                 results[outcome.name] = outcome
     ordered = [results[job.name] for job in jobs]
     rows = [row for o in ordered for row in record_rows(o, resumed=o.name in done)]
@@ -155,6 +163,17 @@ def run_batch(
     lines = summary(ordered, set(done), wall, workers or 0)
     lines.append(f"  record: {', '.join(str(p) for p in paths)}")
     return BatchResult(ordered, frozenset(done), paths, wall, lines)
+
+
+def _parts(job, sources_per_task, resume):
+    """The visit's part jobs (those complete from an earlier run as their outcomes), or []."""
+    pieces = part_jobs(job, count_sources(job.association), sources_per_task)
+    if pieces:
+        log.info("%s: split into %d tasks of up to %d sources", job.name, len(pieces),
+                 sources_per_task)  # fmt: skip
+    if resume:
+        pieces = [completed_outcome(piece) or piece for piece in pieces]
+    return pieces
 
 
 def _worker_environment(crds_path):

@@ -18,7 +18,7 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["VisitJob", "VisitOutcome", "completed_outcome", "reduce_visit"]
+__all__ = ["VisitJob", "VisitOutcome", "completed_outcome", "reduce_visit", "write_outcome"]
 
 #: outcome statuses
 COMPLETE, FAILED = "complete", "failed"
@@ -45,6 +45,10 @@ class VisitJob:
         Variables set in the worker first (the CRDS settings).
     batch_id : str
         Tells this batch's attempts from an earlier batch's.
+    part : str
+        ``K/N``: only the K-th of the visit's N source groups (the pipeline's
+        ``part``), written into ``<visit folder>/.parts/K`` for
+        `~nodcombine.batch.parts.merge_parts`; empty: the whole visit.
     """
 
     name: str
@@ -54,16 +58,28 @@ class VisitJob:
     strun_args: tuple = ()
     environment: dict = field(default_factory=dict)
     batch_id: str = ""
+    part: str = ""
 
     @property
     def visit_dir(self):
-        """The visit's folder: what ``strun`` writes, nothing else."""
-        return Path(self.output_dir) / self.name
+        """Where ``strun`` writes: the visit's folder (a part's: ``.parts/K`` in it)."""
+        folder = Path(self.output_dir) / self.name
+        return folder / ".parts" / self.part.split("/")[0] if self.part else folder
 
     @property
-    def bookkeeping(self):
-        """``<output_dir>/.batch/<name>``: the stem of the visit's attempts and outcome files."""
-        return Path(self.output_dir) / ".batch" / self.name
+    def label(self):
+        """The visit's name, with ``.partKofN`` for a part."""
+        return f"{self.name}.part{self.part.replace('/', 'of')}" if self.part else self.name
+
+    @property
+    def outcome_path(self):
+        """``<output_dir>/.batch/<label>.json``: the outcome, once the task ended."""
+        return Path(self.output_dir) / ".batch" / f"{self.label}.json"
+
+    @property
+    def attempts_path(self):
+        """``<output_dir>/.batch/<label>.attempts``: a line per start of the task."""
+        return Path(self.output_dir) / ".batch" / f"{self.label}.attempts"
 
 
 @dataclass(frozen=True)
@@ -152,8 +168,7 @@ def reduce_visit(job, *, on_start=None):
         products=sorted(p.name for p in job.visit_dir.iterdir() if not p.name.startswith(".")),
         batch_id=job.batch_id,
     )
-    _write_atomically(job.bookkeeping.with_suffix(".json"), outcome.to_json())
-    return outcome
+    return write_outcome(job, outcome)
 
 
 def completed_outcome(job):
@@ -171,9 +186,15 @@ def completed_outcome(job):
     return outcome
 
 
+def write_outcome(job, outcome):
+    """Write ``outcome`` as ``job``'s (atomically); returns it."""
+    _write_atomically(job.outcome_path, outcome.to_json())
+    return outcome
+
+
 def _read_outcome(job):
     try:
-        return VisitOutcome(**json.loads(job.bookkeeping.with_suffix(".json").read_text()))
+        return VisitOutcome(**json.loads(job.outcome_path.read_text()))
     except (OSError, ValueError, TypeError):
         return None
 
@@ -188,9 +209,10 @@ def _run_strun(job):
         job.pipeline,
         str(job.association),
         f"--output_dir={job.visit_dir}",
-        f"--log-file={log_dir / (job.name + '.log')}",
+        f"--log-file={log_dir / (job.label + '.log')}",
         "--log-stream=null",  # the worker's terminal is not the user's
         *job.strun_args,
+        *([f"--part={job.part}"] if job.part else []),
     ]
     Step.from_cmdline(arguments)
 
@@ -204,7 +226,7 @@ def _describe(err):
 
 def _register_attempt(job):
     """Note this start; the number of starts of ``job`` in this batch, this one included."""
-    path = job.bookkeeping.with_suffix(".attempts")
+    path = job.attempts_path
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps({"batch": job.batch_id, "worker": _worker_name(), "start": time.time()})
     with open(path, "a") as attempts:

@@ -32,7 +32,7 @@ from nodcombine.stepbase import NodcombineMixin
 from nodcombine.trace_fit.step import TraceFitStep
 from nodcombine.visit import group_by_source, group_families
 
-__all__ = ["NodCombinePipeline"]
+__all__ = ["NodCombinePipeline", "parse_part"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
     spec = """
     save_sources = boolean(default=True)  # with save_results: write an _s2d and _x1d per source
     save_plots = boolean(default=False)  # write per source <stem>_nod.png, _s2d.png, _x1d.png into output_dir (needs matplotlib)
+    part = string(default="")  # K/N: only the K-th of N parts of a MOS visit's source families (nodcombine batch); empty: the whole visit
     """  # noqa: E501
 
     step_defs: ClassVar[dict] = {
@@ -93,8 +94,9 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
 
         Returns
         -------
-        MultiSpecModel
-            One spectrum per source.
+        MultiSpecModel or None
+            One spectrum per source (of the part, with ``part``); None for a
+            part beyond the visit's parts.
         """
         for step in (self, *(getattr(self, name) for name in self.step_defs)):
             step.check_parameters()  # all refused before any step works
@@ -105,22 +107,42 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
         if override and isinstance(visit, ModelContainer) and len(visit):
             override_parameters(override, visit[0])  # refused before any work
         product = product_name(visit) if isinstance(visit, ModelContainer) else "nodcombine"
+        whole, visit = visit, self._selected_part(visit)
         plan = None
         if self.save_results and self.save_sources and isinstance(visit, ModelContainer):
             output_dir = Path(self.output_dir or ".")
-            plan = preflight(product, visit, output_dir)
+            plan = preflight(product, whole, output_dir)  # names unique in the whole visit
+            if visit is not whole:
+                plan = planned_in(plan, visit)
             inputs = [model.meta.filename for model in visit]
             # a box run keeps its own record beside the optimal run's
             box = "" if x1d_suffix(self.optimal_extract_1d) == "x1d" else "_box"
             record = output_dir / f"{product}{box}{RECORD_SUFFIX}"
             self._record = VisitRecord(record, plan, inputs)
             self._record.started()
+        if visit is None:  # a part beyond the visit's: nothing to reduce, nothing written
+            log.info("part %s: the visit has fewer parts; nothing to reduce", self.part)
+            return None
         with _imports_frozen():
             parts = family_visits(visit) if self._by_family() else [visit]
             with self._tallies(visit, parts), self._workers(parts):
                 # each part's products are written, and let go, before the next
                 spectra = [self._reduce(part, plan, product) for part in parts]
         return merged_spectra(spectra)
+
+    def _selected_part(self, visit):
+        """The visit, or with ``part=K/N`` its K-th part (None when it has fewer than K).
+
+        The families of sources are shared out in order among N parts
+        (`family_visits`); a visit that cannot be cut is all in part 1.
+        """
+        if not self.part:
+            return visit
+        k, n = parse_part(self.part)
+        per_part = -(-len(group_families(group_by_source(visit)[0])) // n)  # ceil
+        parts = family_visits(visit, per_part=per_part)
+        log.info("part %d of %d: %d part(s) of the visit's source families", k, n, len(parts))
+        return parts[k - 1] if k <= len(parts) else None
 
     @contextlib.contextmanager
     def _workers(self, parts):
@@ -180,8 +202,13 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
         return x1d
 
     def check_parameters(self):
-        """Refuse non-finite numbers, and ``save_plots`` without matplotlib (before any work)."""
+        """Refuse non-finite numbers, a malformed ``part``, ``save_plots`` without matplotlib."""
         super().check_parameters()
+        if self.part:
+            try:
+                parse_part(self.part)
+            except ValueError as err:
+                raise RefusedError(self.class_alias, "part", str(err)) from err
         if self.save_plots:
             try:
                 require_matplotlib()
@@ -212,6 +239,23 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
     def default_suffix(self):
         """Suffix of the returned product: ``x1d``, ``box_x1d`` for box extraction."""
         return x1d_suffix(self.optimal_extract_1d)
+
+
+def parse_part(text):
+    """``(K, N)`` of a ``part`` parameter ``"K/N"``, 1 <= K <= N.
+
+    Raises
+    ------
+    ValueError
+        For anything else, naming the value.
+    """
+    try:
+        k, n = (int(x) for x in str(text).split("/"))
+    except ValueError:
+        k = n = 0
+    if not 1 <= k <= n:
+        raise ValueError(f"is {text!r}; give K/N with 1 <= K <= N, e.g. 2/5")
+    return k, n
 
 
 @contextlib.contextmanager

@@ -26,6 +26,7 @@ from nodcombine.visit import group_by_source
 __all__ = [
     "RECORD_SUFFIX",
     "VisitRecord",
+    "merge_records",
     "preflight",
     "save_atomically",
 ]
@@ -147,16 +148,36 @@ class VisitRecord:
         self._write("refused")
 
     def _write(self, status):
-        counts = {}
-        for entry in self.sources.values():
-            counts[entry["status"]] = counts.get(entry["status"], 0) + 1
-        document = {
-            "status": status,
-            **({"reason": self.reason} if self.reason else {}),
-            "inputs": self.inputs,
-            "counts": counts,
-            "sources": list(self.sources.values()),
-        }
-        partial = self.path.with_name(f".{self.path.name}.partial")
-        partial.write_text(json.dumps(document, indent=2) + "\n")
-        os.replace(partial, self.path)
+        _write_record(self.path, status, self.inputs, list(self.sources.values()), self.reason)
+
+
+def merge_records(paths, target):
+    """Write at ``target`` the record of a visit reduced in parts (``part=K/N``), from theirs.
+
+    Parameters
+    ----------
+    paths : list of pathlib.Path
+        The parts' records, in part order; every one ``complete``.
+    target : pathlib.Path
+        The visit's record.
+    """
+    documents = [json.loads(Path(p).read_text()) for p in paths]
+    sources = [entry for document in documents for entry in document["sources"]]
+    _write_record(target, "complete", documents[0]["inputs"], sources, None)
+
+
+def _write_record(path, status, inputs, sources, reason):
+    counts = {}
+    for entry in sources:
+        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+    document = {
+        "status": status,
+        **({"reason": reason} if reason else {}),
+        "inputs": inputs,
+        "counts": counts,
+        "sources": sources,
+    }
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(document, indent=2) + "\n")
+    os.replace(partial, path)
