@@ -148,9 +148,29 @@ def _equal(left, right):
     return True
 
 
+#: what docs/survey.md tells to put in the workers' Dask configuration
+WORKER_YAML = """\
+distributed:
+  nanny:
+    pre-spawn-environ:
+      MALLOC_TRIM_THRESHOLD_: null
+  worker:
+    profile:
+      enabled: false
+"""
+
+
 def external_cluster(folder):
-    """A ``dask scheduler`` and a ``dask worker --nworkers 2`` as separate processes."""
+    """A ``dask scheduler`` and a ``dask worker --nworkers 2`` as separate processes.
+
+    The workers read the configuration docs/survey.md gives (``DASK_CONFIG``).
+    """
     dask = Path(sys.executable).with_name("dask")
+    config = folder / "dask-config"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "nodcombine-workers.yaml").write_text(WORKER_YAML)
+    environment = {k: v for k, v in os.environ.items() if k != "MALLOC_TRIM_THRESHOLD_"}
+    environment["DASK_CONFIG"] = str(config)
     scheduler_file = folder / "scheduler.json"
     scheduler_file.unlink(missing_ok=True)
     logs = open(folder / "cluster.log", "w")
@@ -158,6 +178,7 @@ def external_cluster(folder):
         [dask, "scheduler", "--scheduler-file", scheduler_file, "--no-dashboard"],
         stdout=logs,
         stderr=subprocess.STDOUT,
+        env=environment,
     )
     while not scheduler_file.exists():
         time.sleep(0.2)
@@ -167,6 +188,7 @@ def external_cluster(folder):
         [dask, "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard"],
         stdout=logs,
         stderr=subprocess.STDOUT,
+        env=environment,
     )
     return address, (worker, scheduler)
 
@@ -212,8 +234,11 @@ def kill_and_resume(associations, out, n_total):
 
 
 def _done(out):
+    """Visits (not parts of visits) whose outcome says complete."""
     done = []
     for path in (out / ".batch").glob("*.json"):
+        if ".part" in path.name:
+            continue
         try:
             if json.loads(path.read_text())["status"] == "complete":
                 done.append(path.stem)

@@ -7,6 +7,15 @@ its memory limit) Dask's scheduler starts the task again on another worker, up
 to ``distributed.scheduler.allowed-failures`` times, then gives up with
 `~distributed.KilledWorker`; the batch sets that bound for the cluster it
 starts (a scheduler started elsewhere keeps its own configuration).
+
+Two of Dask's worker defaults cost the science code, and are turned off for
+the local cluster (`WORKER_CONFIG`; docs/survey.md shows the same for workers
+started by hand).  The nanny starts each worker with
+``MALLOC_TRIM_THRESHOLD_=65536``, which in glibc also freezes the mmap
+threshold, so every temporary array above 128 kB is mapped and unmapped
+afresh: a 20-source real-geometry visit took 45 s in such a worker against
+26 s without it (and 25 s in a plain process).  The statistical profiler,
+sampling the task's stack every 10 ms, cost another 4 %.
 """
 
 import contextlib
@@ -20,9 +29,15 @@ from distributed import Client, KilledWorker, LocalCluster, as_completed
 from nodcombine.batch.parts import merge_parts
 from nodcombine.batch.task import FAILED, VisitOutcome
 
-__all__ = ["batch_client", "outcomes"]
+__all__ = ["WORKER_CONFIG", "batch_client", "outcomes"]
 
 log = logging.getLogger(__name__)
+
+#: Dask settings of the local cluster's workers (see the module notes)
+WORKER_CONFIG = {
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    "distributed.worker.profile.enabled": False,
+}
 
 
 @contextlib.contextmanager
@@ -50,7 +65,8 @@ def batch_client(*, scheduler=None, n_workers=1, memory_limit="auto", retries=2,
         with Client(scheduler) as client:
             yield client
         return
-    with dask.config.set({"distributed.scheduler.allowed-failures": int(retries)}):
+    settings = {**WORKER_CONFIG, "distributed.scheduler.allowed-failures": int(retries)}
+    with dask.config.set(settings):
         cluster = LocalCluster(
             n_workers=n_workers,
             threads_per_worker=1,

@@ -26,7 +26,7 @@ from pathlib import Path
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
-from nodcombine.batch.task import COMPLETE, FAILED, VisitOutcome, _read_outcome, write_outcome
+from nodcombine.batch.task import COMPLETE, FAILED, VisitOutcome, read_outcome, write_outcome
 
 __all__ = ["count_sources", "merge_parts", "part_jobs"]
 
@@ -82,7 +82,7 @@ def merge_parts(job, *outcomes):
         ``failed`` if a part failed (its folder is kept for a look), written
         to the visit's outcome file.
     """
-    earlier = _read_outcome(job)
+    earlier = read_outcome(job)
     if earlier is not None and earlier.batch_id == job.batch_id:
         return earlier
     common = {

@@ -10,7 +10,9 @@ and, once done, its outcome, written atomically.  A visit counts as done only
 when its outcome says so; ``--resume`` reads nothing else.
 """
 
+import functools
 import json
+import logging
 import os
 import socket
 import time
@@ -18,7 +20,16 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["VisitJob", "VisitOutcome", "completed_outcome", "reduce_visit", "write_outcome"]
+__all__ = [
+    "VisitJob",
+    "VisitOutcome",
+    "completed_outcome",
+    "read_outcome",
+    "reduce_visit",
+    "write_outcome",
+]
+
+log = logging.getLogger(__name__)
 
 #: outcome statuses
 COMPLETE, FAILED = "complete", "failed"
@@ -140,10 +151,11 @@ def reduce_visit(job, *, on_start=None):
         holding its result died before the result was fetched), that one,
         without reducing the visit again.
     """
-    earlier = _read_outcome(job)
+    earlier = read_outcome(job)
     if earlier is not None and earlier.batch_id == job.batch_id:
         return earlier
     os.environ.update(job.environment)
+    _warn_of_malloc_trim()
     attempt = _register_attempt(job)
     if on_start is not None:
         on_start(job, attempt)
@@ -178,7 +190,7 @@ def completed_outcome(job):
     -------
     VisitOutcome or None
     """
-    outcome = _read_outcome(job)
+    outcome = read_outcome(job)
     if outcome is None or outcome.status != COMPLETE:
         return None
     if not all((job.visit_dir / name).exists() for name in outcome.products):
@@ -192,7 +204,8 @@ def write_outcome(job, outcome):
     return outcome
 
 
-def _read_outcome(job):
+def read_outcome(job):
+    """The outcome ``job``'s task wrote (in this batch or an earlier one), or None."""
     try:
         return VisitOutcome(**json.loads(job.outcome_path.read_text()))
     except (OSError, ValueError, TypeError):
@@ -215,6 +228,17 @@ def _run_strun(job):
         *([f"--part={job.part}"] if job.part else []),
     ]
     Step.from_cmdline(arguments)
+
+
+@functools.cache
+def _warn_of_malloc_trim():
+    """Say once per worker if it runs with Dask's malloc trim setting (docs/survey.md)."""
+    if "MALLOC_TRIM_THRESHOLD_" in os.environ:
+        log.warning(
+            "worker %s runs with MALLOC_TRIM_THRESHOLD_=%s (Dask's default for workers): the "
+            "reductions run ~1.7x slower; start the workers without it (docs/survey.md)",
+            _worker_name(), os.environ["MALLOC_TRIM_THRESHOLD_"],
+        )  # fmt: skip
 
 
 def _describe(err):
