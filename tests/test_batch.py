@@ -225,8 +225,8 @@ def test_resume_of_a_split_visit_runs_only_its_missing_part(visits, batch, tmp_p
 def test_worker_dying_at_every_start_fails_only_its_visit(visits, tmp_path):
     ran = tmp_path / "ran.txt"
     injector = partial(_kill_worker, crash_once=None, crash_always="crash", ran=ran)
-    result = run_batch(
-        [visits["good_a"].parent, visits["crash"].parent],
+    result = run_batch(  # the killer first: the other visit waits behind it
+        [visits["crash"].parent, visits["good_a"].parent],
         tmp_path / "out",
         n_workers=1,
         retries=1,

@@ -6,7 +6,12 @@ a worker dies under a task (killed, or restarted by its nanny for going over
 its memory limit) Dask's scheduler starts the task again on another worker, up
 to ``distributed.scheduler.allowed-failures`` times, then gives up with
 `~distributed.KilledWorker`; the batch sets that bound for the cluster it
-starts (a scheduler started elsewhere keeps its own configuration).
+starts (a scheduler started elsewhere keeps its own configuration).  Dask
+counts a death against every task the worker held, the ones queued behind
+the running one too, so a visit that kills its worker twice could take an
+innocent queued visit down with it: the local cluster's scheduler hands a
+worker one task at a time (``worker-saturation`` 1.0; Dask's default 1.1
+queues a second on a one-thread worker).
 
 Two of Dask's worker defaults cost the science code, and are turned off for
 the local cluster (`WORKER_CONFIG`; docs/survey.md shows the same for workers
@@ -33,10 +38,11 @@ __all__ = ["WORKER_CONFIG", "batch_client", "outcomes"]
 
 log = logging.getLogger(__name__)
 
-#: Dask settings of the local cluster's workers (see the module notes)
+#: Dask settings of the local cluster (see the module notes)
 WORKER_CONFIG = {
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
     "distributed.worker.profile.enabled": False,
+    "distributed.scheduler.worker-saturation": 1.0,
 }
 
 

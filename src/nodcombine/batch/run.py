@@ -4,7 +4,7 @@ import logging
 import os
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nodcombine.batch.engine import batch_client, outcomes
@@ -118,44 +118,32 @@ def run_batch(
     bookkeeping = output_dir / ".batch"
     bookkeeping.mkdir(parents=True, exist_ok=True)
     visits = find_visits(inputs, bookkeeping / "associations")
-    environment = _worker_environment(crds_path or bookkeeping / "crds")
-    batch_id = uuid.uuid4().hex[:12]
-    jobs = [
-        VisitJob(
-            name=visit.name,
-            association=str(visit.association),
-            output_dir=str(output_dir),
-            pipeline=str(pipeline),
-            strun_args=tuple(strun_args),
-            environment=environment,
-            batch_id=batch_id,
-        )
-        for visit in visits
-    ]
-    done = {job.name: completed_outcome(job) for job in jobs} if resume else {}
-    done = {name: outcome for name, outcome in done.items() if outcome is not None}
+    template = VisitJob(
+        name="",
+        association="",
+        output_dir=str(output_dir),
+        pipeline=str(pipeline),
+        strun_args=tuple(strun_args),
+        environment=_worker_environment(crds_path or bookkeeping / "crds"),
+        batch_id=uuid.uuid4().hex[:12],
+    )
+    jobs = [replace(template, name=v.name, association=str(v.association)) for v in visits]
+    done = _complete_before(jobs) if resume else {}
     todo = [job for job in jobs if job.name not in done]
     log.info(
         "batch %s: %d visits, %d complete from an earlier run, %d to reduce",
-        batch_id, len(jobs), len(done), len(todo),
+        template.batch_id, len(jobs), len(done), len(todo),
     )  # fmt: skip
-    parts = {job.name: _parts(job, sources_per_task, resume) for job in todo}
-    workers = core_count(n_workers) if not scheduler else None
-    results = dict(done)
+    results, workers = dict(done), core_count(n_workers) if not scheduler else None
     if todo:
-        with batch_client(
-            scheduler=scheduler,
-            n_workers=workers,
-            memory_limit=memory_limit,
-            retries=retries,
-            dashboard=dashboard,
-        ) as client:
+        parts = {job.name: _parts(job, sources_per_task, resume) for job in todo}
+        options = {"memory_limit": memory_limit, "retries": retries, "dashboard": dashboard}
+        with batch_client(scheduler=scheduler, n_workers=workers, **options) as client:
             workers = workers or len(client.scheduler_info()["workers"])
             if client.dashboard_link:
                 log.info("Dask dashboard: %s", client.dashboard_link)
             stream = outcomes(client, todo, reducer, parts=parts, show_progress=show_progress)
-            for outcome in stream:
-                results[outcome.name] = outcome
+            results.update((outcome.name, outcome) for outcome in stream)
     ordered = [results[job.name] for job in jobs]
     rows = [row for o in ordered for row in record_rows(o, resumed=o.name in done)]
     paths = write_record(rows, output_dir)
@@ -165,8 +153,16 @@ def run_batch(
     return BatchResult(ordered, frozenset(done), paths, wall, lines)
 
 
+def _complete_before(jobs):
+    """The outcomes of the visits an earlier run completed, by name."""
+    outcomes_before = {job.name: completed_outcome(job) for job in jobs}
+    return {name: outcome for name, outcome in outcomes_before.items() if outcome is not None}
+
+
 def _parts(job, sources_per_task, resume):
     """The visit's part jobs (those complete from an earlier run as their outcomes), or []."""
+    if sources_per_task <= 0 or job.pipeline != "nodcombine":
+        return []
     pieces = part_jobs(job, count_sources(job.association), sources_per_task)
     if pieces:
         log.info("%s: split into %d tasks of up to %d sources", job.name, len(pieces),
