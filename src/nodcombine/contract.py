@@ -239,27 +239,6 @@ class TraceFitRecord:
         beta = math.inf if self.wings_beta is None else float(self.wings_beta)
         return (self.halo_fraction or 0.0, self.halo_scale or 1.0, beta, self.skew or 0.0)
 
-    @property
-    def model_summary(self):
-        """The fitted model in one line, e.g. ``FIT: offset deg 1, width deg 1, halo 0.12 x 3.0``.
-
-        For visit records and batch tables; a skipped source gives its status.
-        """
-        if not self.fitted:
-            return self.status
-        terms = [] if self.degree is None else [f"offset deg {self.degree}"]
-        if self.width_free is False:
-            terms.append("width fixed")
-        elif self.width_degree is not None:
-            terms.append(f"width deg {self.width_degree}")
-        if self.halo_fraction:
-            terms.append(f"halo {self.halo_fraction:.2f} x {self.halo_scale or 1.0:.1f}")
-        if self.wings_beta is not None and math.isfinite(self.wings_beta):
-            terms.append(f"Moffat beta {self.wings_beta:.1f}")
-        if self.skew:
-            terms.append(f"skew {self.skew:+.2f}")
-        return f"{self.status}: {', '.join(terms)}" if terms else self.status
-
     def to_tree(self):
         """The ``trace_fit_record`` entry (fields that are None left out)."""
         return {_TRACE_FIT: _to_node(self)}

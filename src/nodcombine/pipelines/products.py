@@ -11,6 +11,7 @@ The names are planned from the input, before any work (`plan_products`).
 """
 
 import copy
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,7 +187,7 @@ def source_summary(model):
     -------
     dict
         From an ``_s2d``: ``trace_snr`` and ``model`` (the fitted profile,
-        `~nodcombine.contract.TraceFitRecord.model_summary`); from a spectrum:
+        `model_summary`); from a spectrum:
         ``median_snr``, the median of FLUX / FLUX_ERROR over the bins that have
         both.  Empty for anything else.
     """
@@ -200,7 +201,35 @@ def source_summary(model):
     if record is None:
         return {}
     snr = None if record.snr is None else float(record.snr)
-    return {"trace_snr": snr, "model": record.model_summary}
+    return {"trace_snr": snr, "model": model_summary(record)}
+
+
+def model_summary(record):
+    """A trace fit's model in one line, e.g. ``FIT: offset deg 1, width deg 1, halo 0.12 x 3.0``.
+
+    Parameters
+    ----------
+    record : TraceFitRecord
+
+    Returns
+    -------
+    str
+        For visit records and batch tables; a skipped source gives its status.
+    """
+    if not record.fitted:
+        return record.status
+    terms = [] if record.degree is None else [f"offset deg {record.degree}"]
+    if record.width_free is False:
+        terms.append("width fixed")
+    elif record.width_degree is not None:
+        terms.append(f"width deg {record.width_degree}")
+    if record.halo_fraction:
+        terms.append(f"halo {record.halo_fraction:.2f} x {record.halo_scale or 1.0:.1f}")
+    if record.wings_beta is not None and math.isfinite(record.wings_beta):
+        terms.append(f"Moffat beta {record.wings_beta:.1f}")
+    if record.skew:
+        terms.append(f"skew {record.skew:+.2f}")
+    return f"{record.status}: {', '.join(terms)}" if terms else record.status
 
 
 def x1d_suffix(extract_step):
