@@ -146,8 +146,9 @@ def _run_batch(args):
               file=sys.stderr)  # fmt: skip
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("distributed", "bokeh", "tornado"):
+    for noisy in ("distributed", "tornado"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("bokeh").setLevel(logging.ERROR)  # the dashboard's host-wildcard notice
     try:
         result = run_batch(
             args.inputs,
