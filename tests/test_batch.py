@@ -222,6 +222,29 @@ def test_resume_of_a_split_visit_runs_only_its_missing_part(visits, batch, tmp_p
         _same_arrays(out / "big" / product, reference / product)
 
 
+def test_calwebb_spec3_nod_in_a_batch(visits, tmp_path):
+    """The stock-spec3 pipeline: strun's products, and sources read from them (no visit record)."""
+    result = run_batch(
+        [visits["good_a"]],
+        tmp_path / "out",
+        pipeline="calwebb_spec3_nod",
+        n_workers=1,
+        dashboard=":0",
+        show_progress=False,
+    )
+    (outcome,) = result.outcomes
+    assert outcome.status == "complete"
+    assert [s["source"] for s in outcome.sources] == ["good_a_s000001000", "good_a_s000001001"]
+    assert all(s["trace_snr"] > 100 and 15 < s["median_snr"] < 40 for s in outcome.sources)
+    serial = tmp_path / "serial"
+    Step.from_cmdline(["calwebb_spec3_nod", str(visits["good_a"]), f"--output_dir={serial}"])
+    products = sorted(p.name for p in serial.glob("*.fits"))
+    assert len(products) == 6  # per source _s2d, _x1d and _c1d
+    assert sorted(p.name for p in (tmp_path / "out" / "good_a").glob("*.fits")) == products
+    for product in products:
+        _same_arrays(tmp_path / "out" / "good_a" / product, serial / product)
+
+
 def test_worker_dying_at_every_start_fails_only_its_visit(visits, tmp_path):
     ran = tmp_path / "ran.txt"
     injector = partial(_kill_worker, crash_once=None, crash_always="crash", ran=ran)

@@ -260,14 +260,33 @@ def _register_attempt(job):
 
 
 def _sources_on_record(visit_dir, name):
-    """The sources of the visit record the pipeline wrote (none for a pipeline without one)."""
+    """The sources of the visit record the pipeline wrote, else those its products show."""
     for path in sorted(visit_dir.glob(f"{name}*_visit.json")):
         try:
             document = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
         return document.get("sources", [])
-    return []
+    return _sources_from_products(visit_dir)
+
+
+def _sources_from_products(visit_dir):
+    """A source per ``_x1d`` of a run that writes no visit record (``calwebb_spec3_nod``)."""
+    from stdatamodels.jwst import datamodels
+
+    from nodcombine.pipelines.products import product_stem, source_summary
+
+    sources = []
+    for spectrum in sorted(visit_dir.glob("*_x1d.fits")):
+        stem = product_stem(spectrum.name[: -len(".fits")])
+        entry = {"source": stem, "stem": stem, "status": "COMPLETE"}
+        for path in (visit_dir / f"{stem}_s2d.fits", spectrum):
+            if path.exists():
+                with datamodels.open(path) as model:
+                    entry.update(source_summary(model))
+        entry["products"] = sorted(p.name for p in visit_dir.glob(f"{stem}_*.fits"))
+        sources.append(entry)
+    return sources
 
 
 def _worker_name():

@@ -180,8 +180,8 @@ def source_summary(model):
 
     Parameters
     ----------
-    model : MultiSlitModel or MultiSpecModel
-        A product of `per_source_products`.
+    model : MultiSlitModel, SlitModel or MultiSpecModel
+        A product of `per_source_products` (or a ``calwebb_spec3_nod`` one).
 
     Returns
     -------
@@ -192,12 +192,15 @@ def source_summary(model):
         both.  Empty for anything else.
     """
     if isinstance(model, datamodels.MultiSpecModel):
+        if not len(model.spec):
+            return {}
         table = model.spec[0].spec_table
         flux = np.asarray(table["FLUX"], dtype=float)
         error = np.asarray(table["FLUX_ERROR"], dtype=float)
         good = np.isfinite(flux) & np.isfinite(error) & (error > 0)
         return {"median_snr": float(np.median(flux[good] / error[good])) if good.any() else None}
-    record = TraceFitRecord.from_tree(model.slits[0].instance) if len(model.slits) else None
+    slits = model.instance.get("slits") or [model.instance]  # a SlitModel is its own slit
+    record = TraceFitRecord.from_tree(slits[0])
     if record is None:
         return {}
     snr = None if record.snr is None else float(record.snr)
