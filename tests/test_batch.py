@@ -32,6 +32,21 @@ def _kill_worker(job, attempt, *, crash_once, crash_always, ran):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _batch(inputs, out, *, ran, crash_once=None, crash_always=None, **options):
+    """`run_batch` without dashboard or progress bar, every start logged to ``ran``."""
+    injector = partial(
+        _kill_worker, crash_once=crash_once, crash_always=crash_always, ran=ran
+    )  # fmt: skip
+    return run_batch(
+        inputs,
+        out,
+        dashboard=":0",
+        show_progress=False,
+        reducer=partial(reduce_visit, on_start=injector),
+        **options,
+    )
+
+
 def _write_visit(folder, name, *, seed, visit_number="001", n_slits=2):
     models, _ = simulate_nodded_visit(n_slits=n_slits, seed=seed)
     for model in models:
@@ -84,16 +99,14 @@ def _same_arrays(left, right):
 def batch(visits, tmp_path_factory):
     out = tmp_path_factory.mktemp("batch")
     ran = out / "ran.txt"
-    injector = partial(_kill_worker, crash_once="crash", crash_always=None, ran=ran)
-    result = run_batch(
+    result = _batch(
         [visits[name].parent for name in VISITS],
         out,
+        ran=ran,
+        crash_once="crash",
         n_workers=2,
         retries=1,
         sources_per_task=2,
-        dashboard=":0",
-        show_progress=False,
-        reducer=partial(reduce_visit, on_start=injector),
     )
     return out, result, ran
 
@@ -172,16 +185,13 @@ def test_killed_worker_is_retried_and_recorded(batch):
 def test_resume_runs_only_what_is_not_complete(visits, batch):
     out, _, _ = batch
     ran = out / "ran_again.txt"
-    injector = partial(_kill_worker, crash_once=None, crash_always=None, ran=ran)
-    result = run_batch(
+    result = _batch(
         [visits[name].parent for name in VISITS],
         out,
+        ran=ran,
         n_workers=1,
         resume=True,
         sources_per_task=2,
-        dashboard=":0",
-        show_progress=False,
-        reducer=partial(reduce_visit, on_start=injector),
     )
     assert result.resumed == {"good_a", "good_b", "crash", "big"}
     assert ran.read_text().splitlines() == ["corrupt"]  # the failed visit is tried again
@@ -202,16 +212,8 @@ def test_resume_of_a_split_visit_runs_only_its_missing_part(visits, batch, tmp_p
     for piece in (pieces[0], pieces[2]):
         assert reduce_visit(piece).status == "complete"
     ran = tmp_path / "ran.txt"
-    injector = partial(_kill_worker, crash_once=None, crash_always=None, ran=ran)
-    result = run_batch(
-        [visits["big"].parent],
-        out,
-        n_workers=1,
-        resume=True,
-        sources_per_task=2,
-        dashboard=":0",
-        show_progress=False,
-        reducer=partial(reduce_visit, on_start=injector),
+    result = _batch(
+        [visits["big"].parent], out, ran=ran, n_workers=1, resume=True, sources_per_task=2
     )
     assert ran.read_text().splitlines() == ["big"]  # one start: part 2's
     assert result.outcomes[0].status == "complete" and len(result.outcomes[0].sources) == 5
@@ -224,13 +226,12 @@ def test_resume_of_a_split_visit_runs_only_its_missing_part(visits, batch, tmp_p
 
 def test_calwebb_spec3_nod_in_a_batch(visits, tmp_path):
     """The stock-spec3 pipeline: strun's products, and sources read from them (no visit record)."""
-    result = run_batch(
+    result = _batch(
         [visits["good_a"]],
         tmp_path / "out",
+        ran=tmp_path / "ran.txt",
         pipeline="calwebb_spec3_nod",
         n_workers=1,
-        dashboard=":0",
-        show_progress=False,
     )
     (outcome,) = result.outcomes
     assert outcome.status == "complete"
@@ -247,15 +248,13 @@ def test_calwebb_spec3_nod_in_a_batch(visits, tmp_path):
 
 def test_worker_dying_at_every_start_fails_only_its_visit(visits, tmp_path):
     ran = tmp_path / "ran.txt"
-    injector = partial(_kill_worker, crash_once=None, crash_always="crash", ran=ran)
-    result = run_batch(  # the killer first: the other visit waits behind it
+    result = _batch(  # the killer first: the other visit waits behind it
         [visits["crash"].parent, visits["good_a"].parent],
         tmp_path / "out",
+        ran=ran,
+        crash_always="crash",
         n_workers=1,
         retries=1,
-        dashboard=":0",
-        show_progress=False,
-        reducer=partial(reduce_visit, on_start=injector),
     )
     outcome = {o.name: o for o in result.outcomes}
     assert outcome["good_a"].status == "complete"

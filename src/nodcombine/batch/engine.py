@@ -32,7 +32,7 @@ import dask
 from distributed import Client, KilledWorker, LocalCluster, as_completed
 
 from nodcombine.batch.parts import merge_parts
-from nodcombine.batch.task import FAILED, VisitOutcome
+from nodcombine.batch.task import FAILED, VisitOutcome, starts_in_batch
 
 __all__ = ["WORKER_CONFIG", "batch_client", "outcomes"]
 
@@ -121,7 +121,7 @@ def outcomes(client, jobs, reducer, *, parts=None, show_progress=True):
                 name=job.name,
                 status=FAILED,
                 reason=f"its worker died at every start, the last time: {err}",
-                attempts=_attempts(job),
+                attempts=starts_in_batch(job),
             )
         except Exception as err:
             outcome = VisitOutcome(job.name, FAILED, f"{type(err).__name__}: {err}")
@@ -135,15 +135,6 @@ def _submitted(client, reducer, piece):
     if isinstance(piece, VisitOutcome):  # a part complete from an earlier run
         return piece
     return client.submit(reducer, piece, key=f"part-{piece.label}-{piece.batch_id}", pure=False)
-
-
-def _attempts(job):
-    path = job.attempts_path
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return 0
-    return sum(1 for line in lines if f'"batch": "{job.batch_id}"' in line)
 
 
 class _Progress:

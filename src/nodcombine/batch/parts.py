@@ -26,7 +26,13 @@ from pathlib import Path
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
-from nodcombine.batch.task import COMPLETE, FAILED, VisitOutcome, read_outcome, write_outcome
+from nodcombine.batch.task import (
+    COMPLETE,
+    FAILED,
+    VisitOutcome,
+    outcome_in_this_batch,
+    write_outcome,
+)
 
 __all__ = ["count_sources", "merge_parts", "part_jobs"]
 
@@ -52,6 +58,8 @@ def count_sources(association):
 def part_jobs(job, n_sources, sources_per_task):
     """The part jobs of ``job``'s visit, or ``[]`` when it is one task.
 
+    Only ``nodcombine`` has the ``part`` parameter: the caller splits only its visits.
+
     Parameters
     ----------
     job : VisitJob
@@ -60,7 +68,7 @@ def part_jobs(job, n_sources, sources_per_task):
     sources_per_task : int
         Most sources a task should reduce; 0: never split.
     """
-    if job.pipeline != "nodcombine" or sources_per_task <= 0 or n_sources <= sources_per_task:
+    if sources_per_task <= 0 or n_sources <= sources_per_task:
         return []
     n = -(-n_sources // sources_per_task)
     return [replace(job, part=f"{k}/{n}") for k in range(1, n + 1)]
@@ -82,8 +90,8 @@ def merge_parts(job, *outcomes):
         ``failed`` if a part failed (its folder is kept for a look), written
         to the visit's outcome file.
     """
-    earlier = read_outcome(job)
-    if earlier is not None and earlier.batch_id == job.batch_id:
+    earlier = outcome_in_this_batch(job)
+    if earlier is not None:
         return earlier
     common = {
         "name": job.name,

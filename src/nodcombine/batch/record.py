@@ -74,9 +74,8 @@ def record_rows(outcome, *, resumed=False):
 
 def write_record(rows, output_dir):
     """Write the record; returns the paths written."""
-    table = Table(rows=[[_cell(row, name) for name in COLUMNS] for row in rows], names=COLUMNS)
-    if not rows:
-        table = Table(names=COLUMNS)
+    cells = [[_cell(row, name) for name in COLUMNS] for row in rows]
+    table = Table(rows=cells, names=COLUMNS) if cells else Table(names=COLUMNS)
     written = [_write(table, Path(output_dir) / "batch_record.csv", "ascii.csv")]
     try:
         import pyarrow  # noqa: F401 - astropy writes Parquet with it

@@ -161,7 +161,7 @@ def _complete_before(jobs):
 
 def _parts(job, sources_per_task, resume):
     """The visit's part jobs (those complete from an earlier run as their outcomes), or []."""
-    if sources_per_task <= 0 or job.pipeline != "nodcombine":
+    if sources_per_task <= 0 or job.pipeline != "nodcombine":  # only nodcombine has `part`
         return []
     pieces = part_jobs(job, count_sources(job.association), sources_per_task)
     if pieces:

@@ -24,8 +24,10 @@ __all__ = [
     "VisitJob",
     "VisitOutcome",
     "completed_outcome",
+    "outcome_in_this_batch",
     "read_outcome",
     "reduce_visit",
+    "starts_in_batch",
     "write_outcome",
 ]
 
@@ -151,8 +153,8 @@ def reduce_visit(job, *, on_start=None):
         holding its result died before the result was fetched), that one,
         without reducing the visit again.
     """
-    earlier = read_outcome(job)
-    if earlier is not None and earlier.batch_id == job.batch_id:
+    earlier = outcome_in_this_batch(job)
+    if earlier is not None:
         return earlier
     os.environ.update(job.environment)
     _warn_of_malloc_trim()
@@ -204,6 +206,17 @@ def write_outcome(job, outcome):
     return outcome
 
 
+def outcome_in_this_batch(job):
+    """The outcome ``job``'s task already wrote in this batch, or None.
+
+    Dask starts a finished task again when the worker holding its result died
+    before the result was fetched; the task then returns this instead of
+    doing the work twice.
+    """
+    earlier = read_outcome(job)
+    return earlier if earlier is not None and earlier.batch_id == job.batch_id else None
+
+
 def read_outcome(job):
     """The outcome ``job``'s task wrote (in this batch or an earlier one), or None."""
     try:
@@ -250,13 +263,20 @@ def _describe(err):
 
 def _register_attempt(job):
     """Note this start; the number of starts of ``job`` in this batch, this one included."""
-    path = job.attempts_path
-    path.parent.mkdir(parents=True, exist_ok=True)
+    job.attempts_path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps({"batch": job.batch_id, "worker": _worker_name(), "start": time.time()})
-    with open(path, "a") as attempts:
+    with open(job.attempts_path, "a") as attempts:
         attempts.write(line + "\n")
-    starts = [json.loads(text) for text in path.read_text().splitlines() if text.strip()]
-    return sum(1 for entry in starts if entry["batch"] == job.batch_id)
+    return starts_in_batch(job)
+
+
+def starts_in_batch(job):
+    """How many times ``job``'s task started in this batch (from its attempts file)."""
+    try:
+        lines = job.attempts_path.read_text().splitlines()
+    except OSError:
+        return 0
+    return sum(1 for text in lines if text.strip() and json.loads(text)["batch"] == job.batch_id)
 
 
 def _sources_on_record(visit_dir, name):
