@@ -74,10 +74,10 @@ def share_repeated_wcs(asdf_bytes):
     tree = b"\n".join(shared)
     # the end of the YAML ("\n...\n") and the binary blocks, untouched; only
     # the index of where the blocks start moves with them
-    return tree + _shifted_block_index(asdf_bytes[end:], len(tree) - end)
+    return tree + shifted_block_index(asdf_bytes[end:], len(tree) - end)
 
 
-def _shifted_block_index(tail, shift):
+def shifted_block_index(tail, shift):
     """``tail`` with the offsets of its closing block index moved by ``shift`` bytes."""
     start = tail.rfind(_BLOCK_INDEX)
     if start < 0:

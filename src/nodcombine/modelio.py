@@ -35,7 +35,10 @@ from nodcombine.contract import COMPLETE
 from nodcombine.errors import RefusedError
 
 __all__ = [
+    "ASDF_COLUMN",
+    "ASDF_HDU",
     "IndexedHDUList",
+    "NotOpenedHere",
     "new_entry",
     "open_exposure",
     "open_visit",
@@ -50,10 +53,14 @@ log = logging.getLogger(__name__)
 _SLOW_OPEN = 1.0
 
 #: where a FITS datamodel keeps its ASDF tree (stdatamodels' ``fits_support``)
-_ASDF_HDU, _ASDF_COLUMN = "ASDF", "ASDF_METADATA"
+ASDF_HDU, ASDF_COLUMN = "ASDF", "ASDF_METADATA"
 
 #: association member fields that jwst's ModelContainer copies into ``meta``
 _MEMBER_FIELDS = ("tweakreg_catalog", "group_id")
+
+
+class NotOpenedHere(Exception):
+    """An opener of `open_visit` declines a file: the caller opens the visit another way."""
 
 
 class IndexedHDUList(fits.HDUList):
@@ -133,26 +140,30 @@ def _with_shared_wcs(hdulist):
 
     See `nodcombine.asdfshare`; the file itself is not touched.
     """
-    if _ASDF_HDU not in hdulist:
+    if ASDF_HDU not in hdulist:
         return hdulist
-    original = hdulist[_ASDF_HDU].data[_ASDF_COLUMN][0].tobytes()
+    original = hdulist[ASDF_HDU].data[ASDF_COLUMN][0].tobytes()
     shared = share_repeated_wcs(original)
     if shared is not original:
         column = fits.Column(
-            name=_ASDF_COLUMN, format=f"{len(shared)}B", array=[np.frombuffer(shared, np.uint8)]
+            name=ASDF_COLUMN, format=f"{len(shared)}B", array=[np.frombuffer(shared, np.uint8)]
         )
-        index = hdulist.index_of(_ASDF_HDU)
-        hdulist[index] = fits.BinTableHDU.from_columns([column], name=_ASDF_HDU)
+        index = hdulist.index_of(ASDF_HDU)
+        hdulist[index] = fits.BinTableHDU.from_columns([column], name=ASDF_HDU)
     return hdulist
 
 
-def open_visit(input_data):
+def open_visit(input_data, opener=None):
     """Open a visit's exposures with `open_exposure`, as jwst's ModelContainer would.
 
     Parameters
     ----------
     input_data : str, os.PathLike, list or ModelContainer
         An association file, or a list of file names.
+    opener : callable, optional
+        Opens one exposure from its path instead of `open_exposure`
+        (`nodcombine.lazyvisit`): returns the model, or None to leave the
+        exposure out; a `NotOpenedHere` it raises ends the opening.
 
     Returns
     -------
@@ -164,19 +175,19 @@ def open_visit(input_data):
     """
     if isinstance(input_data, (list, tuple)) and input_data:
         if all(isinstance(item, (str, Path)) for item in input_data):
-            return _from_paths(input_data)
+            return _from_paths(input_data, opener or open_exposure)
         return None
     if isinstance(input_data, (str, Path)) and Path(input_data).suffix.lower() == ".json":
-        return _from_association(Path(input_data))
+        return _from_association(Path(input_data), opener or open_exposure)
     return None
 
 
-def _from_paths(paths):
+def _from_paths(paths, opener):
     _refuse_duplicates([Path(str(p)).name for p in paths], "input list")
     log.info("opening %d exposures", len(paths))
     container, failures = ModelContainer(), []
     for path in paths:
-        model = _open_member(Path(str(path)), failures)
+        model = _open_member(Path(str(path)), failures, opener)
         if model is not None:
             container.append(model)
     _refuse_if_none_opened(container, "input list", failures)
@@ -187,7 +198,7 @@ def _from_paths(paths):
     return container
 
 
-def _from_association(asn_path):
+def _from_association(asn_path, opener):
     where = asn_path.name
     try:
         with asn_path.open() as handle:
@@ -207,7 +218,7 @@ def _from_association(asn_path):
             # dedicated background exposures are not nod positions of the source
             log.warning("SKIPPED %s: member %r has exptype %r", where, member["expname"], exptype)
             continue
-        model = _open_member(asn_path.parent / member["expname"], failures)
+        model = _open_member(asn_path.parent / member["expname"], failures, opener)
         if model is None:
             continue
         model.meta.asn.exptype = member["exptype"]
@@ -244,14 +255,16 @@ def _refuse_if_none_opened(container, where, failures):
         raise RefusedError(where, "members", "no exposure could be opened: " + "; ".join(failures))
 
 
-def _open_member(path, failures):
-    """`open_exposure`, or None after a ``SKIPPED`` warning naming the file and why.
+def _open_member(path, failures, opener):
+    """``opener(path)``, or None after a ``SKIPPED`` warning naming the file and why.
 
     The file's name and the reason are appended to ``failures``.
     """
     start = time.perf_counter()
     try:
-        model = open_exposure(path)
+        model = opener(path)
+    except NotOpenedHere:
+        raise
     except Exception as err:  # truncated, garbage, missing, a corrupt ASDF tree ...
         log.warning("SKIPPED %s: cannot be opened: %s: %s", path, type(err).__name__, err)
         failures.append(f"{path.name}: {type(err).__name__}: {err}")

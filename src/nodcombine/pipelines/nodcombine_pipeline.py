@@ -11,7 +11,8 @@ from jwst.stpipe import Pipeline
 
 from nodcombine.errors import RefusedError
 from nodcombine.extract_1d.step import OptimalExtract1dStep
-from nodcombine.modelio import open_visit
+from nodcombine.lazyvisit import LazyVisit
+from nodcombine.modelio import NotOpenedHere, open_visit
 from nodcombine.nod_diff.step import NodDiffStep
 from nodcombine.parallel import source_pool
 from nodcombine.parrefs import override_parameters
@@ -100,7 +101,10 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
         """
         for step in (self, *(getattr(self, name) for name in self.step_defs)):
             step.check_parameters()  # all refused before any step works
-        visit = open_visit(input_data)
+        # a visit that may be cut into parts is opened part by part: its index
+        # now, each part's slits when the part is reduced
+        lazy = LazyVisit.open(input_data) if self._by_family() else None
+        visit = lazy.index if lazy is not None else open_visit(input_data)
         if visit is None:  # models: copied, never modified
             visit = self.prepare_output(input_data)
         override = self.optimal_extract_1d.override_extract1d
@@ -124,11 +128,27 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
             log.info("part %s: the visit has fewer parts; nothing to reduce", self.part)
             return None
         with _imports_frozen():
-            parts = family_visits(visit) if self._by_family() else [visit]
-            with self._tallies(visit, parts), self._workers(parts):
-                # each part's products are written, and let go, before the next
-                spectra = [self._reduce(part, plan, product) for part in parts]
+            try:
+                spectra = self._reduce_parts(visit, plan, product, lazy)
+            except NotOpenedHere as err:
+                # bad input the index did not show (a corrupt slit tree): the
+                # whole visit again, opened as stdatamodels opens it, with its
+                # messages; every product written so far is written again
+                log.warning("a part of the visit did not open (%s); opening it whole", err)
+                self._written, self._details = {}, {}
+                self._reasons = {name: {} for name in self.step_defs}
+                visit = self._selected_part(open_visit(input_data))
+                spectra = self._reduce_parts(visit, plan, product, None)
         return merged_spectra(spectra)
+
+    def _reduce_parts(self, visit, plan, product, lazy):
+        """The chain on each part of the visit (each part opened now when ``lazy``)."""
+        parts = family_visits(visit) if self._by_family() else [visit]
+        with self._tallies(visit, parts), self._workers(parts):
+            # each part's products are written, and let go, before the next
+            return [
+                self._reduce(lazy.load(part) if lazy else part, plan, product) for part in parts
+            ]
 
     def _selected_part(self, visit):
         """The visit, or with ``part=K/N`` its K-th part (None when it has fewer than K).
