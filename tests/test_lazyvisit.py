@@ -15,7 +15,7 @@ from nodcombine import NodCombinePipeline
 from nodcombine.asdfslits import SlitLayout
 from nodcombine.lazyvisit import ExposureFile, LazyVisit
 from nodcombine.modelio import open_visit
-from nodcombine.pipelines import families
+from nodcombine.pipelines import families, nodcombine_pipeline
 from nodcombine.simulate.realslits import write_mos_exposures
 from nodcombine.visit import group_by_source
 
@@ -116,6 +116,7 @@ def test_part_by_part_writes_what_the_whole_open_writes(real_visit, tmp_path, mo
     """The pipeline on the association (opened part by part) and on the visit opened whole."""
     asn, _ = real_visit
     monkeypatch.setattr(families, "FAMILIES_PER_PART", 2)
+    monkeypatch.setattr(nodcombine_pipeline, "PARTS_PER_OPEN", 1)  # each part opened alone
     lazy_dir, whole_dir = tmp_path / "parts", tmp_path / "whole"
     NodCombinePipeline.call(str(asn), output_dir=str(lazy_dir), save_results=True)
     with monkeypatch.context() as patch:
@@ -161,6 +162,7 @@ def test_a_corrupt_slit_tree_is_met_as_the_whole_open_meets_it(
         )
         hdulist[hdulist.index_of("ASDF")] = fits.BinTableHDU.from_columns([column], name="ASDF")
     monkeypatch.setattr(families, "FAMILIES_PER_PART", 2)
+    monkeypatch.setattr(nodcombine_pipeline, "PARTS_PER_OPEN", 1)  # each part opened alone
     lazy_dir, whole_dir = tmp_path / "parts", tmp_path / "whole"
     NodCombinePipeline.call(str(folder / asn.name), output_dir=str(lazy_dir), save_results=True)
     assert "opening it whole" in caplog.text

@@ -11,11 +11,12 @@ from jwst.stpipe import Pipeline
 
 from nodcombine.errors import RefusedError
 from nodcombine.extract_1d.step import OptimalExtract1dStep
-from nodcombine.lazyvisit import LazyVisit
+from nodcombine.lazyvisit import LazyVisit, release_freed_memory
 from nodcombine.modelio import NotOpenedHere, open_visit
 from nodcombine.nod_diff.step import NodDiffStep
 from nodcombine.parallel import source_pool
 from nodcombine.parrefs import override_parameters
+from nodcombine.pipelines import families
 from nodcombine.pipelines.families import family_visits, merged_spectra, planned_in
 from nodcombine.pipelines.figures import save_visit_figures
 from nodcombine.pipelines.products import (
@@ -36,6 +37,9 @@ from nodcombine.visit import group_by_source, group_families
 __all__ = ["NodCombinePipeline", "parse_part"]
 
 log = logging.getLogger(__name__)
+
+#: parts of a MOS visit whose slits are opened together (`LazyVisit.load`)
+PARTS_PER_OPEN = 5
 
 
 class NodCombinePipeline(NodcombineMixin, Pipeline):
@@ -142,13 +146,27 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
         return merged_spectra(spectra)
 
     def _reduce_parts(self, visit, plan, product, lazy):
-        """The chain on each part of the visit (each part opened now when ``lazy``)."""
+        """The chain on each part of the visit; with ``lazy``, its slits opened a few parts at once.
+
+        Opening costs a fixed part per exposure (its tree's header, the first
+        copy of the transform chain) besides each slit's own: `PARTS_PER_OPEN`
+        parts are opened together, so memory stays bounded by that many
+        parts and opening costs about what the whole open costs.
+        """
         parts = family_visits(visit) if self._by_family() else [visit]
         with self._tallies(visit, parts), self._workers(parts):
-            # each part's products are written, and let go, before the next
-            return [
-                self._reduce(lazy.load(part) if lazy else part, plan, product) for part in parts
-            ]
+            if lazy is None:  # each part's products are written, and let go, before the next
+                return [self._reduce(part, plan, product) for part in parts]
+            per_open = families.FAMILIES_PER_PART * PARTS_PER_OPEN
+            spectra = []
+            for chunk in family_visits(visit, per_part=per_open) if len(parts) > 1 else [visit]:
+                opened = lazy.load(chunk)
+                for part in family_visits(opened) if len(parts) > 1 else [opened]:
+                    spectra.append(self._reduce(part, plan, product))
+                del opened, part
+                gc.collect()
+                release_freed_memory()
+            return spectra
 
     def _selected_part(self, visit):
         """The visit, or with ``part=K/N`` its K-th part (None when it has fewer than K).
