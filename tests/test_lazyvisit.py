@@ -1,6 +1,7 @@
 """A MOS visit opened part by part: each part's slits as stdatamodels reads them."""
 
 import io
+import json
 import re
 
 import asdf
@@ -212,3 +213,20 @@ def test_a_longer_shared_node_refuses_the_cut():
     layout = SlitLayout(_tree_with_shared_node(multi_line=True))
     assert layout.select([1]) is None
     assert layout.select([0, 1]) is not None
+
+
+def test_parts_in_worker_processes_write_what_one_process_writes(real_visit, tmp_path, monkeypatch):
+    """``maximum_cores=2``: parts reduced in two spawned workers; products and record the same."""
+    asn, _ = real_visit
+    monkeypatch.setattr(families, "FAMILIES_PER_PART", 2)  # 3 parts, cut in this process
+    one_dir, two_dir = tmp_path / "one", tmp_path / "two"
+    serial = NodCombinePipeline.call(str(asn), output_dir=str(one_dir), save_results=True)
+    parallel = NodCombinePipeline.call(
+        str(asn), output_dir=str(two_dir), save_results=True, maximum_cores="2"
+    )
+    _assert_same_products(one_dir, two_dir, 2 * N_SLITS + 1)
+    assert [s.source_id for s in parallel.spec] == [s.source_id for s in serial.spec]
+    records = [json.loads((d / "lazy_visit.json").read_text()) for d in (one_dir, two_dir)]
+    records = [record["sources"] for record in records]
+    assert records[0] == records[1]
+    assert [entry["status"] for entry in records[1]] == ["COMPLETE"] * N_SLITS

@@ -39,7 +39,7 @@ from nodcombine.asdfshare import share_repeated_wcs
 from nodcombine.asdfslits import SlitLayout, fits_sources, with_fits_hash
 from nodcombine.modelio import ASDF_COLUMN, ASDF_HDU, NotOpenedHere, open_visit
 
-__all__ = ["ExposureFile", "LazyVisit", "release_freed_memory"]
+__all__ = ["ExposureFile", "LazyVisit", "open_part", "release_freed_memory"]
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +143,22 @@ def release_freed_memory():
         pass
 
 
+@dataclass(frozen=True)
+class _CellReader:
+    """Reads an exposure's ASDF cell again from its file (picklable, for worker processes)."""
+
+    path: Path
+    offset: int
+    size: int
+
+    def __call__(self):
+        with open(self.path, "rb") as handle:
+            handle.seek(self.offset)
+            return handle.read(self.size)
+
+
 def _cell_reader(path, hdulist):
-    """Reads the ASDF cell again from the file, or None if it is not stored plainly.
+    """A `_CellReader` of the ASDF cell, or None if it is not stored plainly.
 
     The cell of a one-row table with one fixed-width byte column is the
     table's data, byte for byte.
@@ -153,14 +167,45 @@ def _cell_reader(path, hdulist):
     cell = hdu.data[ASDF_COLUMN][0]
     if len(hdu.columns) != 1 or hdu.columns[0].format != f"{len(cell)}B" or len(hdu.data) != 1:
         return None
-    offset, size = hdu._data_offset, len(cell)
+    reader = _CellReader(Path(path), hdu._data_offset, len(cell))
+    return reader if reader() == cell.tobytes() else None
 
-    def read():
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            return handle.read(size)
 
-    return read if read() == cell.tobytes() else None
+def open_part(input_data, files, wanted):
+    """The exposures of a visit with only the slits ``wanted``, as `open_visit` opens them.
+
+    Parameters
+    ----------
+    input_data : str, os.PathLike or list
+        The association or files the visit was given as.
+    files : dict of str to ExposureFile
+        By file name.
+    wanted : dict of str to list of int
+        Slit positions by file name; a file not named is left out.
+
+    Returns
+    -------
+    ModelContainer
+
+    Raises
+    ------
+    NotOpenedHere
+        When a wanted slit does not open (a corrupt tree): the caller opens
+        the visit whole, for stdatamodels' own message.
+    """
+
+    def slits_of(path):
+        name = Path(path).name
+        if name not in wanted:
+            return None
+        try:
+            return files[name].open_slits(wanted[name])
+        except NotOpenedHere:
+            raise
+        except Exception as err:  # the whole open says what is wrong with it
+            raise NotOpenedHere(f"{name}: {type(err).__name__}: {err}") from err
+
+    return open_visit(input_data, opener=slits_of)
 
 
 class LazyVisit:
@@ -212,35 +257,13 @@ class LazyVisit:
         release_freed_memory()
         return cls(input_data, files, index)
 
-    def load(self, part):
-        """The exposures of ``part`` (the index or a part cut from it) with their slits whole.
-
-        Returns
-        -------
-        ModelContainer
-            As `nodcombine.modelio.open_visit` opens the visit, with only the
-            part's slits.
-
-        Raises
-        ------
-        NotOpenedHere
-            When a slit of the part does not open (a corrupt tree): the caller
-            opens the visit whole, for stdatamodels' own message.
-        """
-        wanted = {
+    def positions(self, part):
+        """Positions in its file of each slit of ``part`` (the index or a part cut from it)."""
+        return {
             model.meta.filename: [self._positions[id(slit)] for slit in model.instance["slits"]]
             for model in part
         }
 
-        def slits_of(path):
-            name = Path(path).name
-            if name not in wanted:
-                return None
-            try:
-                return self.files[name].open_slits(wanted[name])
-            except NotOpenedHere:
-                raise
-            except Exception as err:  # the whole open says what is wrong with it
-                raise NotOpenedHere(f"{name}: {type(err).__name__}: {err}") from err
-
-        return open_visit(self.input_data, opener=slits_of)
+    def load(self, part):
+        """The exposures of ``part`` with their slits whole (`open_part`)."""
+        return open_part(self.input_data, self.files, self.positions(part))

@@ -3,22 +3,26 @@
 import contextlib
 import gc
 import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import ClassVar
 
 from jwst.datamodels import ModelContainer
 from jwst.stpipe import Pipeline
+from threadpoolctl import threadpool_limits
 
 from nodcombine.errors import RefusedError
 from nodcombine.extract_1d.step import OptimalExtract1dStep
 from nodcombine.lazyvisit import LazyVisit, release_freed_memory
 from nodcombine.modelio import NotOpenedHere, open_visit
 from nodcombine.nod_diff.step import NodDiffStep
-from nodcombine.parallel import source_pool
+from nodcombine.parallel import core_count, one_blas_thread, source_pool
 from nodcombine.parrefs import override_parameters
 from nodcombine.pipelines import families
 from nodcombine.pipelines.families import family_visits, merged_spectra, planned_in
 from nodcombine.pipelines.figures import save_visit_figures
+from nodcombine.pipelines.partworkers import PartTask, reduce_part, replay
 from nodcombine.pipelines.products import (
     per_source_products,
     plan_products,
@@ -56,6 +60,7 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
     save_sources = boolean(default=True)  # with save_results: write an _s2d and _x1d per source
     save_plots = boolean(default=False)  # write per source <stem>_nod.png, _s2d.png, _x1d.png into output_dir (needs matplotlib)
     part = string(default="")  # K/N: only the K-th of N parts of a MOS visit's source families (nodcombine batch); empty: the whole visit
+    maximum_cores = string(default="1")  # processes reducing the parts of a MOS visit opened part by part: an integer, 'none', 'quarter', 'half' or 'all'; each part's fits then run in its process
     """  # noqa: E501
 
     step_defs: ClassVar[dict] = {
@@ -146,14 +151,20 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
         return merged_spectra(spectra)
 
     def _reduce_parts(self, visit, plan, product, lazy):
-        """The chain on each part of the visit; with ``lazy``, its slits opened a few parts at once.
+        """The chain on each part of the visit; with ``lazy``, its slits opened when needed.
 
         Opening costs a fixed part per exposure (its tree's header, the first
-        copy of the transform chain) besides each slit's own: `PARTS_PER_OPEN`
-        parts are opened together, so memory stays bounded by that many
-        parts and opening costs about what the whole open costs.
+        copy of the transform chain) besides each slit's own: in this process
+        `PARTS_PER_OPEN` parts are opened together, so memory stays bounded
+        by that many parts and opening costs about what the whole open costs.
+        With ``maximum_cores`` above 1 the parts go to worker processes, each
+        opening its own part (`nodcombine.pipelines.partworkers`).
         """
         parts = family_visits(visit) if self._by_family() else [visit]
+        workers = min(core_count(self.maximum_cores), len(parts)) if lazy else 1
+        if workers > 1:
+            with self._tallies(visit, parts):
+                return self._reduce_in_workers(parts, plan, product, lazy, workers)
         with self._tallies(visit, parts), self._workers(parts):
             if lazy is None:  # each part's products are written, and let go, before the next
                 return [self._reduce(part, plan, product) for part in parts]
@@ -167,6 +178,22 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
                 gc.collect()
                 release_freed_memory()
             return spectra
+
+    def _reduce_in_workers(self, parts, plan, product, lazy, workers):
+        """Each part reduced in a worker process; results recorded in the order of the parts."""
+        parameters = self.get_pars()
+        tasks = [
+            PartTask(parameters, lazy.input_data, lazy.files, lazy.positions(part), plan, product)
+            for part in parts
+        ]
+        log.info("reducing %d parts in %d worker processes", len(parts), workers)
+        context = multiprocessing.get_context("spawn")
+        with (
+            threadpool_limits(limits=1, user_api="blas"),
+            ProcessPoolExecutor(workers, mp_context=context, initializer=one_blas_thread) as pool,
+        ):
+            futures = [pool.submit(reduce_part, task) for task in tasks]
+            return [replay(future.result(), self) for future in futures]
 
     def _selected_part(self, visit):
         """The visit, or with ``part=K/N`` its K-th part (None when it has fewer than K).
