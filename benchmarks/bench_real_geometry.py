@@ -17,15 +17,18 @@ For each visit it runs, each in a fresh process and ``--repeats`` times:
 * ``open``: stdatamodels' ``datamodels.open`` of the three files, each slit's
   arrays touched (what any reduction must at least do);
 * ``chain``: ``strun nodcombine`` on the association, once per ``--cores``
-  value of ``trace_fit``'s ``maximum_cores``, its stages split from the log's
-  timestamps (the step lines, and the per-source products saved after the
-  last step);
+  value: ``1``, ``all`` (``trace_fit``'s ``maximum_cores``: the fits in worker
+  processes) or ``parts=all`` (the pipeline's ``maximum_cores``: whole parts of
+  the visit in worker processes), its stages split from the log's timestamps
+  (the step lines, and the per-source products saved after the last step; not
+  for ``parts=``, whose workers' lines are logged when each part is done);
 
 and prints medians side by side: seconds, seconds per source, the chain over
 the open, and peak RSS (of the largest process: with ``--cores`` above 1 the
 trace fits run in worker processes, whose memory is not added).  Usage::
 
-    python benchmarks/bench_real_geometry.py [--slits 10 50 200] [--repeats 3] [--cores 1 all]
+    python benchmarks/bench_real_geometry.py [--slits 10 50 200] [--repeats 3]
+        [--cores 1 all parts=all]
 """
 
 import argparse
@@ -128,18 +131,22 @@ def measure(asn, repeats, cores):
         opens.append((seconds, rss))
         for c in cores:
             command = [str(strun), "nodcombine", str(asn), f"--output_dir={asn.parent / 'out'}"]
-            command.append(f"--steps.trace_fit.maximum_cores={c}")
+            if c.startswith("parts="):
+                command.append(f"--maximum_cores={c.removeprefix('parts=')}")
+            else:
+                command.append(f"--steps.trace_fit.maximum_cores={c}")
             rc, rss, seconds, text = run_in_child(command)
             if rc:
                 raise RuntimeError(f"strun failed: {text[-2000:]}")
-            chains[c].append((seconds, rss, stage_seconds(text)))
+            stages = {} if c.startswith("parts=") else stage_seconds(text)
+            chains[c].append((seconds, rss, stages))
     median = statistics.median
     result = {"open": median(s for s, _ in opens), "open_rss": median(r for _, r in opens)}
     result["chains"] = {
         c: {
             "chain": median(s for s, _, _ in runs),
             "chain_rss": median(r for _, r, _ in runs),
-            "stages": {k: median(st.get(k, 0.0) for _, _, st in runs) for k in runs[0][2]},
+            "stages": {k: median(st[k] for _, _, st in runs if k in st) for k in runs[0][2]},
         }
         for c, runs in chains.items()
     }
@@ -151,7 +158,10 @@ def main(argv=None):
     parser.add_argument("--slits", type=int, nargs="+", default=[10, 50, 200])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--cores", nargs="+", default=["1", "all"], help="trace_fit maximum_cores values to run"
+        "--cores",
+        nargs="+",
+        default=["1", "all", "parts=all"],
+        help="trace_fit maximum_cores values, or parts=<value> for the pipeline's, to run",
     )
     parser.add_argument("--geometries", nargs="+", default=list(GEOMETRIES), choices=GEOMETRIES)
     args = parser.parse_args(argv)
@@ -179,9 +189,13 @@ def main(argv=None):
             )
     print("\nstages of the chain (s, from the log; 'save products' = the per-source files)\n")
     names = list(next(iter(rows[0][2]["chains"].values()))["stages"])
+    rows_with_stages = [
+        (n, g, {**m, "chains": {c: v for c, v in m["chains"].items() if v["stages"]}})
+        for n, g, m in rows
+    ]
     print("| slits | WCS | cores | " + " | ".join(names) + " |")
     print("|---|---|---|" + "---|" * len(names))
-    for n_slits, geometry, m in rows:
+    for n_slits, geometry, m in rows_with_stages:
         for cores, c in m["chains"].items():
             cells = " | ".join(f"{c['stages'].get(k, 0.0):.1f}" for k in names)
             print(f"| {n_slits} | {geometry} | {cores} | {cells} |")
