@@ -22,7 +22,7 @@ from stdatamodels.jwst.datamodels import MultiSlitModel
 from nodcombine.modelio import product_history
 from nodcombine.visit import group_by_source, group_families
 
-__all__ = ["FAMILIES_PER_PART", "family_visits", "merged_spectra", "planned_in"]
+__all__ = ["FAMILIES_PER_PART", "family_visits", "merged_spectra", "planned_in", "sub_visit"]
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def family_visits(visit, per_part=None):
     log.info(
         "reducing %d source families in %d parts of up to %d", len(chosen), len(parts), per_part
     )
-    return [_sub_visit(visit, slits) for slits in parts]
+    return [sub_visit(visit, slits) for slits in parts]
 
 
 def _merged(families):
@@ -91,7 +91,7 @@ def _merged(families):
     return [set().union(*exposure) for exposure in zip(*families, strict=True)]
 
 
-def _sub_visit(visit, slits):
+def sub_visit(visit, slits):
     """The exposures of ``visit`` with only the slits ``slits[exposure]``.
 
     The slits are shared, not copied: a family's steps work on its own slits

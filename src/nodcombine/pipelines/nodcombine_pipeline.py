@@ -180,20 +180,34 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
             return spectra
 
     def _reduce_in_workers(self, parts, plan, product, lazy, workers):
-        """Each part reduced in a worker process; results recorded in the order of the parts."""
+        """The parts reduced in worker processes; results recorded in the order of the parts.
+
+        A task is up to `PARTS_PER_OPEN` consecutive parts, opened together in
+        its worker, and no fewer tasks than workers.
+        """
+        per_task = max(1, min(PARTS_PER_OPEN, -(-len(parts) // workers)))
         parameters = self.get_pars()
         tasks = [
-            PartTask(parameters, lazy.input_data, lazy.files, lazy.positions(part), plan, product)
-            for part in parts
+            PartTask(
+                parameters,
+                lazy.input_data,
+                lazy.files,
+                [lazy.positions(part) for part in parts[k : k + per_task]],
+                plan,
+                product,
+            )
+            for k in range(0, len(parts), per_task)
         ]
-        log.info("reducing %d parts in %d worker processes", len(parts), workers)
+        log.info("reducing %d parts in %d worker processes", len(parts), min(workers, len(tasks)))
         context = multiprocessing.get_context("spawn")
         with (
             threadpool_limits(limits=1, user_api="blas"),
-            ProcessPoolExecutor(workers, mp_context=context, initializer=one_blas_thread) as pool,
+            ProcessPoolExecutor(
+                min(workers, len(tasks)), mp_context=context, initializer=one_blas_thread
+            ) as pool,
         ):
             futures = [pool.submit(reduce_part, task) for task in tasks]
-            return [replay(future.result(), self) for future in futures]
+            return [spectra for future in futures for spectra in replay(future.result(), self)]
 
     def _selected_part(self, visit):
         """The visit, or with ``part=K/N`` its K-th part (None when it has fewer than K).

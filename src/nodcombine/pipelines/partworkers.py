@@ -38,8 +38,9 @@ class PartTask:
         The association or files the visit was given as.
     files : dict
         `~nodcombine.lazyvisit.ExposureFile` by file name.
-    wanted : dict
-        The part's slit positions by file name.
+    parts : list of dict
+        Consecutive parts of the visit, each as its slits' positions by file
+        name; opened together, reduced one after the other.
     plan : list or None
         The visit's product plan (None: no per-source products).
     product : str
@@ -49,7 +50,7 @@ class PartTask:
     parameters: dict
     input_data: object
     files: dict
-    wanted: dict
+    parts: list
     plan: list | None
     product: str
 
@@ -58,7 +59,7 @@ class PartTask:
 class PartResult:
     """What the parent records of a part reduced in a worker."""
 
-    spectra: dict
+    spectra: list
     model_class: str
     reasons: dict
     written: dict
@@ -91,8 +92,9 @@ class _Collector(logging.Handler):
 
 
 def reduce_part(task):
-    """Reduce one part in this (worker) process; returns a `PartResult`."""
+    """Reduce a task's parts in this (worker) process; returns a `PartResult`."""
     from nodcombine.lazyvisit import open_part
+    from nodcombine.pipelines.families import sub_visit
     from nodcombine.pipelines.nodcombine_pipeline import NodCombinePipeline
 
     records = []
@@ -109,11 +111,19 @@ def reduce_part(task):
         steps = {name: getattr(pipeline, name) for name in pipeline.step_defs}
         for step in steps.values():
             step._tally = _Recorder()
-        visit = open_part(task.input_data, task.files, task.wanted)
-        spectra = pipeline._reduce(visit, task.plan, task.product)
+        names = task.parts[0].keys()
+        union = {name: sorted(set().union(*(part[name] for part in task.parts))) for name in names}
+        opened = open_part(task.input_data, task.files, union)
+        spectra = []
+        for part in task.parts:
+            slits = [
+                {union[model.meta.filename].index(p) for p in part[model.meta.filename]}
+                for model in opened
+            ]
+            spectra.append(pipeline._reduce(sub_visit(opened, slits), task.plan, task.product))
         return PartResult(
-            _portable(spectra.instance),
-            type(spectra).__name__,
+            [_portable(product.instance) for product in spectra],
+            type(spectra[0]).__name__,
             pipeline._reasons,
             pipeline._written,
             pipeline._details,
@@ -131,8 +141,8 @@ def replay(result, pipeline):
 
     Returns
     -------
-    DataModel
-        The part's spectra.
+    list of DataModel
+        The spectra of each of the task's parts.
     """
     for level, name, message in result.records:
         logging.getLogger(name).log(level, "%s", message)
@@ -151,7 +161,8 @@ def replay(result, pipeline):
                     tally.progress.advance()
     from stdatamodels.jwst import datamodels
 
-    return getattr(datamodels, result.model_class)(_restored(result.spectra))
+    model_class = getattr(datamodels, result.model_class)
+    return [model_class(_restored(tree)) for tree in result.spectra]
 
 
 def _portable(tree):
