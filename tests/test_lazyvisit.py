@@ -23,17 +23,30 @@ from nodcombine.visit import group_by_source
 N_SLITS = 5
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["shared_slit_wcs", "own_slit_wcs"])
-def real_visit(ceers_files, tmp_path_factory, request):
-    """Three 5-slit exposures, every slit with the real NIRSpec chain, and their association."""
-    folder = tmp_path_factory.mktemp("lazy")
-    paths = write_mos_exposures(ceers_files, N_SLITS, folder, distinct_wcs=request.param)
+def _write_real_visit(ceers_files, folder, distinct_wcs):
+    paths = write_mos_exposures(ceers_files, N_SLITS, folder, distinct_wcs=distinct_wcs)
     asn = asn_from_list.asn_from_list(
         [p.name for p in paths], rule=asn_from_list.DMS_Level3_Base, product_name="lazy"
     )
     asn_path = folder / "lazy_asn.json"
     asn_path.write_text(asn.dump()[1])
     return asn_path, paths
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["shared_slit_wcs", "own_slit_wcs"])
+def real_visit(ceers_files, tmp_path_factory, request):
+    """Three 5-slit exposures, every slit with the real NIRSpec chain, and their association.
+
+    Either the slits share the chain's slit-specific parts (and asdf writes the
+    nodes they share once, with anchors), or each has its own.
+    """
+    return _write_real_visit(ceers_files, tmp_path_factory.mktemp("lazy"), request.param)
+
+
+@pytest.fixture(scope="module")
+def shared_wcs_visit(ceers_files, tmp_path_factory):
+    """`real_visit` with shared slit-specific parts only: for the whole-pipeline runs."""
+    return _write_real_visit(ceers_files, tmp_path_factory.mktemp("lazy_run"), False)
 
 
 def _flat(node, prefix=""):
@@ -113,9 +126,9 @@ def test_a_part_of_the_index_loads_whole_slits(real_visit):
         assert model.meta.asn.table_name == full.meta.asn.table_name
 
 
-def test_part_by_part_writes_what_the_whole_open_writes(real_visit, tmp_path, monkeypatch):
+def test_part_by_part_writes_what_the_whole_open_writes(shared_wcs_visit, tmp_path, monkeypatch):
     """The pipeline on the association (opened part by part) and on the visit opened whole."""
-    asn, _ = real_visit
+    asn, _ = shared_wcs_visit
     monkeypatch.setattr(families, "FAMILIES_PER_PART", 2)
     monkeypatch.setattr(nodcombine_pipeline, "PARTS_PER_OPEN", 1)  # each part opened alone
     lazy_dir, whole_dir = tmp_path / "parts", tmp_path / "whole"
@@ -139,7 +152,7 @@ def _assert_same_products(whole_dir, lazy_dir, count):
 
 
 def test_a_corrupt_slit_tree_is_met_as_the_whole_open_meets_it(
-    real_visit, tmp_path, monkeypatch, caplog
+    shared_wcs_visit, tmp_path, monkeypatch, caplog
 ):
     """A bad parameter in the last slit's chain of one exposure, which the index does not read.
 
@@ -147,7 +160,7 @@ def test_a_corrupt_slit_tree_is_met_as_the_whole_open_meets_it(
     opened whole once the part holding the slit fails, and every product is
     the whole open's (the exposure skipped, with its message).
     """
-    asn, paths = real_visit
+    asn, paths = shared_wcs_visit
     folder = tmp_path / "in"
     folder.mkdir()
     for path in paths:
@@ -215,9 +228,11 @@ def test_a_longer_shared_node_refuses_the_cut():
     assert layout.select([0, 1]) is not None
 
 
-def test_parts_in_worker_processes_write_what_one_process_writes(real_visit, tmp_path, monkeypatch):
+def test_parts_in_worker_processes_write_what_one_process_writes(
+    shared_wcs_visit, tmp_path, monkeypatch
+):
     """``maximum_cores=2``: parts reduced in two spawned workers; products and record the same."""
-    asn, _ = real_visit
+    asn, _ = shared_wcs_visit
     monkeypatch.setattr(families, "FAMILIES_PER_PART", 2)  # 3 parts, cut in this process
     one_dir, two_dir = tmp_path / "one", tmp_path / "two"
     serial = NodCombinePipeline.call(str(asn), output_dir=str(one_dir), save_results=True)
