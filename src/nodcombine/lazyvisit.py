@@ -30,14 +30,13 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from astropy.io import fits
 from stdatamodels.fits_support import fits_hash
 from stdatamodels.jwst.datamodels import MultiSlitModel
 
 from nodcombine.asdfshare import share_repeated_wcs
 from nodcombine.asdfslits import SlitLayout, fits_sources, with_fits_hash
-from nodcombine.modelio import ASDF_COLUMN, ASDF_HDU, NotOpenedHere, open_visit
+from nodcombine.modelio import ASDF_COLUMN, ASDF_HDU, NotOpenedHere, asdf_hdu, open_visit
 
 __all__ = ["ExposureFile", "LazyVisit", "open_part", "release_freed_memory"]
 
@@ -121,9 +120,7 @@ class ExposureFile:
         tree = with_fits_hash(tree, fits_hash(hdulist))
         if tree is None:
             raise NotOpenedHere(f"{self.path.name}: no top-level _fits_hash")
-        cell = [np.frombuffer(tree, np.uint8)]
-        column = fits.Column(name=ASDF_COLUMN, format=f"{len(tree)}B", array=cell)
-        hdulist.append(fits.BinTableHDU.from_columns([column], name=ASDF_HDU))
+        hdulist.append(asdf_hdu(tree))
         model = MultiSlitModel(hdulist)
         model.meta.filename = self.path.name
         return model

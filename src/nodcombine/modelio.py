@@ -39,6 +39,7 @@ __all__ = [
     "ASDF_HDU",
     "IndexedHDUList",
     "NotOpenedHere",
+    "asdf_hdu",
     "new_entry",
     "open_exposure",
     "open_visit",
@@ -145,12 +146,15 @@ def _with_shared_wcs(hdulist):
     original = hdulist[ASDF_HDU].data[ASDF_COLUMN][0].tobytes()
     shared = share_repeated_wcs(original)
     if shared is not original:
-        column = fits.Column(
-            name=ASDF_COLUMN, format=f"{len(shared)}B", array=[np.frombuffer(shared, np.uint8)]
-        )
-        index = hdulist.index_of(ASDF_HDU)
-        hdulist[index] = fits.BinTableHDU.from_columns([column], name=ASDF_HDU)
+        hdulist[hdulist.index_of(ASDF_HDU)] = asdf_hdu(shared)
     return hdulist
+
+
+def asdf_hdu(asdf_bytes):
+    """The extension in which a FITS datamodel keeps its ASDF tree, holding ``asdf_bytes``."""
+    cell = [np.frombuffer(asdf_bytes, np.uint8)]
+    column = fits.Column(name=ASDF_COLUMN, format=f"{len(asdf_bytes)}B", array=cell)
+    return fits.BinTableHDU.from_columns([column], name=ASDF_HDU)
 
 
 def open_visit(input_data, opener=None):

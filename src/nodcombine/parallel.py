@@ -22,7 +22,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 from threadpoolctl import threadpool_limits
 
-__all__ = ["MAXIMUM_CORES_SPEC", "core_count", "one_blas_thread", "source_pool", "timed_call"]
+__all__ = ["MAXIMUM_CORES_SPEC", "core_count", "source_pool", "timed_call"]
 
 #: the stpipe spec line of the parameter (the jwst steps' spelling and values)
 MAXIMUM_CORES_SPEC = (
@@ -133,7 +133,7 @@ def source_pool(maximum_cores, n_tasks, shared=None):
             yield _InProcess()
             return
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=one_blas_thread) as pool:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_blas_thread) as pool:
             yield pool
 
 
@@ -150,7 +150,7 @@ _THREAD_VARIABLES = (
 _worker_limits = []
 
 
-def one_blas_thread():
+def _one_blas_thread():
     """A worker's initializer: one BLAS/OpenMP thread, now and for libraries loaded later."""
     # spawn has already imported the parent's main module (numpy with it, for
     # strun): limit what is loaded, and set the variables for what loads later

@@ -3,21 +3,18 @@
 import contextlib
 import gc
 import logging
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import ClassVar
 
 from jwst.datamodels import ModelContainer
 from jwst.stpipe import Pipeline
-from threadpoolctl import threadpool_limits
 
 from nodcombine.errors import RefusedError
 from nodcombine.extract_1d.step import OptimalExtract1dStep
 from nodcombine.lazyvisit import LazyVisit, release_freed_memory
 from nodcombine.modelio import NotOpenedHere, open_visit
 from nodcombine.nod_diff.step import NodDiffStep
-from nodcombine.parallel import core_count, one_blas_thread, source_pool
+from nodcombine.parallel import core_count, source_pool
 from nodcombine.parrefs import override_parameters
 from nodcombine.pipelines import families
 from nodcombine.pipelines.families import family_visits, merged_spectra, planned_in
@@ -199,13 +196,7 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
             for k in range(0, len(parts), per_task)
         ]
         log.info("reducing %d parts in %d worker processes", len(parts), min(workers, len(tasks)))
-        context = multiprocessing.get_context("spawn")
-        with (
-            threadpool_limits(limits=1, user_api="blas"),
-            ProcessPoolExecutor(
-                min(workers, len(tasks)), mp_context=context, initializer=one_blas_thread
-            ) as pool,
-        ):
+        with source_pool(workers, len(tasks)) as pool:
             futures = [pool.submit(reduce_part, task) for task in tasks]
             return [spectra for future in futures for spectra in replay(future.result(), self)]
 

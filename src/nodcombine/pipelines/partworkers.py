@@ -20,6 +20,10 @@ import asdf
 import numpy as np
 from astropy.io import fits
 from gwcs import WCS
+from stdatamodels.jwst import datamodels
+
+from nodcombine.lazyvisit import open_part
+from nodcombine.pipelines.families import sub_visit
 
 __all__ = ["PartResult", "PartTask", "reduce_part", "replay"]
 
@@ -93,8 +97,7 @@ class _Collector(logging.Handler):
 
 def reduce_part(task):
     """Reduce a task's parts in this (worker) process; returns a `PartResult`."""
-    from nodcombine.lazyvisit import open_part
-    from nodcombine.pipelines.families import sub_visit
+    # the pipeline module imports this one
     from nodcombine.pipelines.nodcombine_pipeline import NodCombinePipeline
 
     records = []
@@ -159,8 +162,6 @@ def replay(result, pipeline):
                 tally.add(counts, verb, seconds)
                 for _ in range(counts[1]):
                     tally.progress.advance()
-    from stdatamodels.jwst import datamodels
-
     model_class = getattr(datamodels, result.model_class)
     return [model_class(_restored(tree)) for tree in result.spectra]
 
