@@ -62,7 +62,9 @@ Section 2 (noise: errors, independence, efficiency)
 PRISM, every family (point sources), peak S/N 30 and 60, 1 and 2 exposures per
 position, 2- and 3-point nods.  Each visit holds 12 slits (6 families x 2 S/N), so
 each row (family, S/N, exposures, nod) gets one spectrum per visit; ``--visits`` (10)
-visits per (exposures, nod) configuration.
+visits per (exposures, nod) configuration.  ``--configs 2x1`` runs only 2-point nods with
+1 exposure per position (visit seeds do not depend on it, so a longer run of one
+configuration contains the default run's visits).
 
 * z = (FLUX - T) / FLUX_ERROR per bin, pooled over the row's spectra and bins: mean
   and std.  Bars: |mean z| < 0.05, std z = 1 +- 0.03.
@@ -1012,12 +1014,26 @@ def section_extended(noiseless, noisy, table):
 # ----------------------------------------------------------------------- main
 
 
+def _configs(text):
+    """``"3x2,2x1"`` -> ((3, 2), (2, 1)): section 2's (nod points, exposures per position)."""
+    pairs = []
+    for item in text.split(","):
+        n_points, repeats = (int(v) for v in item.strip().split("x"))
+        pairs.append((n_points, repeats))
+    return tuple(pairs)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few draws per row")
     parser.add_argument("--sections", default="1234")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes")
     parser.add_argument("--visits", type=int, default=None, help="section 2 visits per config")
+    parser.add_argument(
+        "--configs",
+        default="3x2,2x2,3x1,2x1",
+        help="section 2 (nod points)x(exposures per position) configurations, e.g. 2x1",
+    )
     parser.add_argument("--faint-visits", type=int, default=None, help="section 3, per family")
     parser.add_argument("--extended-visits", type=int, default=None, help="section 4 noisy")
     parser.add_argument("--output", type=Path, default=OUTPUT)
@@ -1084,7 +1100,7 @@ def main(argv=None):
     # phase 2: measurements, longest tasks first
     tasks = []
     if "2" in sections:
-        for n_points, repeats in ((3, 2), (2, 2), (3, 1), (2, 1)):
+        for n_points, repeats in _configs(args.configs):
             for v in range(visits):
                 seed = 1000 * n_points + 100 * repeats + v
                 tasks.append(("noisy", n_points, repeats, seed, peaks))

@@ -28,6 +28,7 @@ from nodcombine import (
     RectifyStep,
     TraceFitStep,
 )
+from nodcombine.contract import ExtractionExtras, RectifyRecord
 from nodcombine.pipelines.products import (
     per_source_products,
     plan_products,
@@ -224,6 +225,33 @@ def _assert_history(history, steps, where):
     for step in (*SPEC2_STEPS, *steps):
         assert history.get(step) == "COMPLETE", (where, step, history)
     assert history.get("bkg_subtract") == "SKIPPED", where
+
+
+def _is_float_array(value):
+    return not isinstance(value, list) and np.asarray(value).dtype == np.float64
+
+
+def test_per_wavelength_records_are_arrays_and_read_back_equal(chain):
+    # saved as binary blocks (not YAML lists); the record read back equals the one written
+    s2d = datamodels.open(chain["dir"] / "visit_s2d.fits")
+    x1d = datamodels.open(chain["dir"] / "visit_x1d.fits")
+    for written, read in zip(chain["s2d"].slits, s2d.slits, strict=True):
+        node = read.instance["rectify_record"]
+        assert all(_is_float_array(node[k]) for k in RectifyRecord._ARRAYS)
+        before, after = (RectifyRecord.from_tree(s.instance) for s in (written, read))
+        for key in RectifyRecord._ARRAYS:
+            np.testing.assert_array_equal(getattr(after, key), getattr(before, key))
+        assert (after.halo, after.members) == (before.halo, before.members)
+    for written, read in zip(chain["x1d"].spec, x1d.spec, strict=True):
+        node = read.instance["extract_1d_extras"]
+        present = [k for k in ExtractionExtras._ARRAYS if k in node]
+        assert {"pathloss", "sigma_arcsec", "in_slit_fraction"} <= set(present)
+        assert all(_is_float_array(node[k]) for k in present)
+        extras = ExtractionExtras.from_tree(read.instance)
+        assert extras == ExtractionExtras.from_tree(written.instance)
+        # a product written when these were YAML lists reads to the same record
+        as_lists = {k: v.tolist() if k in present else v for k, v in node.items()}
+        assert ExtractionExtras.from_tree({"extract_1d_extras": as_lists}) == extras
 
 
 def test_every_product_carries_the_whole_history(chain, pipeline_products):

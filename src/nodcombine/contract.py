@@ -18,6 +18,9 @@ from typing import ClassVar
 
 import numpy as np
 
+from nodcombine.recordnodes import from_node as _from_node
+from nodcombine.recordnodes import to_node as _to_node
+from nodcombine.recordnodes import tree_value as _tree_value
 from nodcombine.variances import VARIANCE_COMPONENTS
 
 __all__ = [
@@ -51,22 +54,6 @@ _SIGMA = "trace_fit_sigma"
 _RECTIFY = "rectify_record"
 _PROFILE = "rectified_profile"
 _EXTRAS = "extract_1d_extras"
-
-
-def _to_node(record):
-    """A record of flat fields as a tree entry: None left out, tuples as lists."""
-    return {
-        f.name: list(v) if isinstance(v, tuple) else v
-        for f in fields(record)
-        if (v := getattr(record, f.name)) is not None
-    }
-
-
-def _from_node(cls, node):
-    """A record of flat fields from its tree entry (lists back to tuples); None if absent."""
-    known = {f.name for f in fields(cls)}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in (node or {}).items()}
-    return cls(**{k: v for k, v in values.items() if k in known}) if node else None
 
 
 def skipped(reason):
@@ -327,15 +314,16 @@ class RectifyRecord:
         """Offset of every row from the source, pixels."""
         return self.offset0_pix + np.arange(self.profile.shape[0])
 
-    #: the fields stored as lists of floats
+    #: the per-wavelength fields, stored as float arrays (lists in earlier products)
     _ARRAYS: ClassVar[tuple] = ("wavelength_grid_um", "sigma_arcsec", "in_slit_fraction")
 
     def to_tree(self):
         """The ``rectify_record`` entry and the ``rectified_profile`` array."""
-        node = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "profile"}
-        for key, value in node.items():
-            if key in self._ARRAYS or isinstance(value, tuple):
-                node[key] = [float(v) if key in self._ARRAYS else v for v in value]
+        node = {
+            f.name: _tree_value(getattr(self, f.name), f.name in self._ARRAYS)
+            for f in fields(self)
+            if f.name != "profile"
+        }
         return {_RECTIFY: node, _PROFILE: np.asarray(self.profile, dtype=np.float32)}
 
     @classmethod
@@ -390,9 +378,19 @@ class ExtractionExtras:
     in_slit_fraction: tuple | None = None
     flux_scale_error: tuple | None = None
 
+    #: the per-wavelength fields, stored as float arrays
+    _ARRAYS: ClassVar[tuple] = (
+        "sigma_arcsec",
+        "pathloss",
+        "profile_used",
+        "aperture_profile_fraction",
+        "in_slit_fraction",
+        "flux_scale_error",
+    )
+
     def to_tree(self):
         """The ``extract_1d_extras`` entry (fields that are None left out)."""
-        return {_EXTRAS: _to_node(self)}
+        return {_EXTRAS: _to_node(self, arrays=self._ARRAYS)}
 
     @classmethod
     def from_tree(cls, tree):
