@@ -87,6 +87,27 @@ def test_families_share_the_opened_slits(visit_files):
             assert model.meta.instance is not whole.meta.instance
 
 
+def _families_per_part(tasks):
+    return [[len(part[0].slits) for part in task] for task in tasks]
+
+
+def test_worker_tasks_share_the_families_evenly(visit_files, monkeypatch):
+    visit = open_visit(str(visit_files[0]))
+    # 3 families on 2 workers: 2 and 1, however many a task may hold
+    assert _families_per_part(families.worker_tasks(visit, 2, most=50)) == [[2], [1]]
+    monkeypatch.setattr(families, "FAMILIES_PER_PART", 1)
+    assert _families_per_part(families.worker_tasks(visit, 2, most=2)) == [[1, 1], [1]]
+    # at most 1 family a task: 4 tasks for 2 workers would be even, 3 families make 3
+    assert _families_per_part(families.worker_tasks(visit, 2, most=1)) == [[1], [1], [1]]
+    tasks = families.worker_tasks(visit, 3, most=50)
+    assert [s.source_id for task in tasks for part in task for s in part[0].slits] == [
+        s.source_id for s in visit[0].slits
+    ]
+    assert families.worker_tasks(visit, 1, most=50) == [[visit]]
+    del visit[1].slits[2]  # a visit that cannot be cut is one task
+    assert families.worker_tasks(visit, 2, most=50) == [[visit]]
+
+
 def test_a_visit_that_cannot_be_cut_is_reduced_whole(visit_files):
     asn, _ = visit_files
     visit = open_visit(str(asn))

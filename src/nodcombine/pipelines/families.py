@@ -22,7 +22,15 @@ from stdatamodels.jwst.datamodels import MultiSlitModel
 from nodcombine.modelio import product_history
 from nodcombine.visit import group_by_source, group_families
 
-__all__ = ["FAMILIES_PER_PART", "family_visits", "merged_spectra", "planned_in", "sub_visit"]
+__all__ = [
+    "FAMILIES_PER_PART",
+    "family_count",
+    "family_visits",
+    "merged_spectra",
+    "planned_in",
+    "sub_visit",
+    "worker_tasks",
+]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +92,51 @@ def family_visits(visit, per_part=None):
         "reducing %d source families in %d parts of up to %d", len(chosen), len(parts), per_part
     )
     return [sub_visit(visit, slits) for slits in parts]
+
+
+def family_count(visit):
+    """How many families of sources a visit holds."""
+    return len(group_families(group_by_source(visit)[0]))
+
+
+def worker_tasks(visit, workers, most):
+    """The visit as tasks for ``workers`` processes: lists of consecutive parts.
+
+    The families are shared out evenly: as few tasks as hold at most ``most``
+    families each, a multiple of ``workers`` so that every worker has as many
+    families to reduce as the next (50 families on 2 workers: 25 and 25, not
+    the 30 and 20 of whole parts of 10); each task is cut into parts of at
+    most `FAMILIES_PER_PART`, as even as can be.
+
+    Parameters
+    ----------
+    visit : ModelContainer
+    workers : int
+    most : int
+        Most families in one task (opened together in its worker).
+
+    Returns
+    -------
+    list of list
+        Sub-visits (`family_visits`), task by task; one task of ``[visit]``
+        when the visit cannot be cut.
+    """
+    n_families = family_count(visit) if isinstance(visit, ModelContainer) else 1
+    workers = min(workers, n_families)
+    if workers < 2:
+        return [[visit]]
+    n_tasks = workers * _ceil(n_families, workers * most)
+    return [_even_parts(task) for task in family_visits(visit, per_part=_ceil(n_families, n_tasks))]
+
+
+def _even_parts(visit):
+    """``visit`` cut into the fewest parts of at most `FAMILIES_PER_PART`, evenly."""
+    n_families = family_count(visit)
+    return family_visits(visit, per_part=_ceil(n_families, _ceil(n_families, FAMILIES_PER_PART)))
+
+
+def _ceil(a, b):
+    return -(-a // b)
 
 
 def _merged(families):

@@ -17,7 +17,12 @@ from nodcombine.nod_diff.step import NodDiffStep
 from nodcombine.parallel import core_count, source_pool
 from nodcombine.parrefs import override_parameters
 from nodcombine.pipelines import families
-from nodcombine.pipelines.families import family_visits, merged_spectra, planned_in
+from nodcombine.pipelines.families import (
+    family_visits,
+    merged_spectra,
+    planned_in,
+    worker_tasks,
+)
 from nodcombine.pipelines.figures import save_visit_figures
 from nodcombine.pipelines.partworkers import PartTask, reduce_part, replay
 from nodcombine.pipelines.products import (
@@ -154,18 +159,20 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
         copy of the transform chain) besides each slit's own: in this process
         `PARTS_PER_OPEN` parts are opened together, so memory stays bounded
         by that many parts and opening costs about what the whole open costs.
-        With ``maximum_cores`` above 1 the parts go to worker processes, each
-        opening its own part (`nodcombine.pipelines.partworkers`).
+        With ``maximum_cores`` above 1 the families are shared out evenly among
+        worker processes, each opening its own parts
+        (`nodcombine.pipelines.partworkers`).
         """
+        per_open = families.FAMILIES_PER_PART * PARTS_PER_OPEN
+        workers = core_count(self.maximum_cores) if lazy and self._by_family() else 1
+        tasks = worker_tasks(visit, workers, per_open) if workers > 1 else []
+        if len(tasks) > 1:
+            with self._tallies(visit, [part for task in tasks for part in task]):
+                return self._reduce_in_workers(tasks, plan, product, lazy)
         parts = family_visits(visit) if self._by_family() else [visit]
-        workers = min(core_count(self.maximum_cores), len(parts)) if lazy else 1
-        if workers > 1:
-            with self._tallies(visit, parts):
-                return self._reduce_in_workers(parts, plan, product, lazy, workers)
         with self._tallies(visit, parts), self._workers(parts):
             if lazy is None:  # each part's products are written, and let go, before the next
                 return [self._reduce(part, plan, product) for part in parts]
-            per_open = families.FAMILIES_PER_PART * PARTS_PER_OPEN
             spectra = []
             for chunk in family_visits(visit, per_part=per_open) if len(parts) > 1 else [visit]:
                 opened = lazy.load(chunk)
@@ -176,26 +183,26 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
                 release_freed_memory()
             return spectra
 
-    def _reduce_in_workers(self, parts, plan, product, lazy, workers):
-        """The parts reduced in worker processes; results recorded in the order of the parts.
+    def _reduce_in_workers(self, tasks, plan, product, lazy):
+        """Tasks of parts reduced in worker processes; results recorded in the order of the parts.
 
-        A task is up to `PARTS_PER_OPEN` consecutive parts, opened together in
-        its worker, and no fewer tasks than workers.
+        Each task's parts are opened together in its worker (`worker_tasks`).
         """
-        per_task = max(1, min(PARTS_PER_OPEN, -(-len(parts) // workers)))
         parameters = self.get_pars()
         tasks = [
             PartTask(
                 parameters,
                 lazy.input_data,
                 lazy.files,
-                [lazy.positions(part) for part in parts[k : k + per_task]],
+                [lazy.positions(part) for part in parts],
                 plan,
                 product,
             )
-            for k in range(0, len(parts), per_task)
+            for parts in tasks
         ]
-        log.info("reducing %d parts in %d worker processes", len(parts), min(workers, len(tasks)))
+        workers = min(core_count(self.maximum_cores), len(tasks))
+        n_parts = sum(len(task.parts) for task in tasks)
+        log.info("reducing %d parts in %d worker processes", n_parts, workers)
         with source_pool(workers, len(tasks)) as pool:
             futures = [pool.submit(reduce_part, task) for task in tasks]
             return [spectra for future in futures for spectra in replay(future.result(), self)]
