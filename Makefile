@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench bench-real bench-batch bench-trace bench-extract bench-profiles lint docs install clean
+.PHONY: demo test test-slow bench bench-real bench-batch bench-trace bench-extract bench-profiles bench-ceers lint docs install clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_trace_fit.py
 	$(BIN)/python benchmarks/bench_extract.py
 	$(BIN)/python benchmarks/bench_profiles.py
+	$(BIN)/python benchmarks/bench_ceers_errors.py
 	$(BIN)/python benchmarks/bench_visit_memory.py
 	$(BIN)/python benchmarks/bench_real_geometry.py
 	$(BIN)/python benchmarks/bench_batch.py
@@ -40,6 +41,9 @@ bench-batch: $(STAMP)
 
 bench-profiles: $(STAMP)
 	$(BIN)/python benchmarks/bench_profiles.py
+
+bench-ceers: $(STAMP)
+	$(BIN)/python benchmarks/bench_ceers_errors.py
 
 bench-extract: $(STAMP)
 	$(BIN)/python benchmarks/bench_extract.py
