@@ -22,7 +22,10 @@ what the factor does and does not capture:
    the normalised disagreements (each subset against the weighted mean of the
    others) by the S/N of the bin, plain and clipped (`robust_scale`); and the
    chi2/dof left after a smooth per-subset flux scale (a polynomial in
-   wavelength of degree 0-3, fitted) is taken out.
+   wavelength of degree 0-3, fitted) is taken out;
+5. what the width law does to the path-loss correction: the kept fraction
+   (``extract_1d_extras.pathloss``) and the median FLUX for ``max_width_degree``
+   3 (the default: the criterion takes 3 here) down to 0.
 
 Usage: ``python benchmarks/bench_ceers_errors.py`` (about a minute).
 """
@@ -38,7 +41,7 @@ from jwst.datamodels import ModelContainer
 from stdatamodels.jwst import datamodels
 
 from nodcombine import NodDiffStep, OptimalExtract1dStep, RectifyStep, TraceFitStep
-from nodcombine.contract import NodSlitRecord, SlitGeometry
+from nodcombine.contract import ExtractionExtras, NodSlitRecord, SlitGeometry
 from nodcombine.nod_diff.errorscale import high_passed, robust_scale, spectral_structure
 from nodcombine.offline import configure_offline_crds
 from nodcombine.variances import VARIANCE_COMPONENTS
@@ -218,6 +221,20 @@ def subset_table(files):
             )
 
 
+def pathloss_table(files):
+    """Section 5: the path-loss correction and the flux against the highest width² degree."""
+    nod = NodDiffStep.call(files)
+    print("\n| max_width_degree | kept fraction: median (thirds of the band) | median FLUX (µJy) |")
+    print("|---|---|---|")
+    for degree in (3, 2, 1, 0):
+        trace = TraceFitStep.call(nod, max_width_degree=degree)
+        spectrum = OptimalExtract1dStep.call(RectifyStep.call(trace)).spec[0]
+        kept = np.asarray(ExtractionExtras.from_tree(spectrum.instance).pathloss, float)
+        thirds = ", ".join(f"{np.nanmedian(t):.3f}" for t in np.array_split(kept, 3))
+        flux = np.nanmedian(np.asarray(spectrum.spec_table["FLUX"], float)) * 1e6
+        print(f"| {degree} | {np.nanmedian(kept):.3f} ({thirds}) | {flux:.4f} |")
+
+
 def _pulls(flux, error):
     weight = 1 / error**2
     z = []
@@ -245,6 +262,7 @@ def main():
     noise_mix_table(nod, diff, variance, trace)
     correlation_table(diff, variance, trace)
     subset_table(files)
+    pathloss_table(files)
     return 0
 
 
