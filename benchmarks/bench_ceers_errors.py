@@ -189,12 +189,12 @@ def smooth_scale_chi2(flux, error, degree, iterations=50):
 
 
 def subset_table(files):
-    """Section 4: the subsets' agreement with the three error settings."""
+    """Section 4: the subsets' agreement with the three error settings; the ``auto`` product."""
     print("\n| error_scale | factors applied | chi2/dof | smooth scale out, degree 0 / 1 / 2 / 3 |")
     print("|---|---|---|---|")
-    pulls = {}
+    pulls, nods = {}, {}
     for setting in ("none", "auto", "1.5"):
-        nod = NodDiffStep.call(files, error_scale=setting)
+        nod = nods[setting] = NodDiffStep.call(files, error_scale=setting)
         applied = [NodSlitRecord.from_tree(_slit(m).instance).error_scale_applied for m in nod]
         flux, error = own_difference_spectra(TraceFitStep.call(nod))
         weight = 1 / error**2
@@ -219,11 +219,14 @@ def subset_table(files):
                 f"| {setting} | {low}-{high} | {chosen.sum()} | {np.std(values):.3f} |"
                 f" {robust_scale(values):.3f} |"
             )
+    return nods["auto"]
 
 
-def pathloss_table(files):
-    """Section 5: the path-loss correction and the flux against the highest width² degree."""
-    nod = NodDiffStep.call(files)
+def pathloss_table(nod):
+    """Section 5: the path-loss correction and the flux against the highest width² degree.
+
+    ``nod`` is ``nod_diff``'s product with its defaults (``error_scale='auto'``).
+    """
     print("\n| max_width_degree | kept fraction: median (thirds of the band) | median FLUX (µJy) |")
     print("|---|---|---|")
     for degree in (3, 2, 1, 0):
@@ -261,8 +264,7 @@ def main():
     scale_table(diff, variance, trace)
     noise_mix_table(nod, diff, variance, trace)
     correlation_table(diff, variance, trace)
-    subset_table(files)
-    pathloss_table(files)
+    pathloss_table(subset_table(files))
     return 0
 
 

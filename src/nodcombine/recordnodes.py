@@ -10,7 +10,7 @@ from dataclasses import fields
 
 import numpy as np
 
-__all__ = ["from_node", "record_value", "to_node", "tree_value"]
+__all__ = ["from_node", "to_node", "tree_value"]
 
 
 def to_node(record, arrays=()):
@@ -38,11 +38,11 @@ def tree_value(value, as_array):
 def from_node(cls, node):
     """A record of flat fields from its tree entry (lists and arrays as tuples); None if absent."""
     known = {f.name for f in fields(cls)}
-    values = {k: record_value(v) for k, v in (node or {}).items()}
+    values = {k: _record_value(v) for k, v in (node or {}).items()}
     return cls(**{k: v for k, v in values.items() if k in known}) if node else None
 
 
-def record_value(value):
+def _record_value(value):
     """One field's record value: lists and arrays as tuples, anything else as it is."""
     if isinstance(value, list):
         return tuple(value)

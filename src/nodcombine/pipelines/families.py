@@ -125,13 +125,16 @@ def worker_tasks(visit, workers, most):
     workers = min(workers, n_families)
     if workers < 2:
         return [[visit]]
-    n_tasks = workers * _ceil(n_families, workers * most)
-    return [_even_parts(task) for task in family_visits(visit, per_part=_ceil(n_families, n_tasks))]
+    per_task = _ceil(n_families, workers * _ceil(n_families, workers * most))
+    tasks = family_visits(visit, per_part=per_task)
+    if len(tasks) < 2:  # a visit that cannot be cut
+        return [tasks]
+    sizes = [min(per_task, n_families - k) for k in range(0, n_families, per_task)]
+    return [_even_parts(task, size) for task, size in zip(tasks, sizes, strict=True)]
 
 
-def _even_parts(visit):
-    """``visit`` cut into the fewest parts of at most `FAMILIES_PER_PART`, evenly."""
-    n_families = family_count(visit)
+def _even_parts(visit, n_families):
+    """``visit`` (of ``n_families``) cut into the fewest parts of at most `FAMILIES_PER_PART`."""
     return family_visits(visit, per_part=_ceil(n_families, _ceil(n_families, FAMILIES_PER_PART)))
 
 

@@ -168,7 +168,7 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
         tasks = worker_tasks(visit, workers, per_open) if workers > 1 else []
         if len(tasks) > 1:
             with self._tallies(visit, [part for task in tasks for part in task]):
-                return self._reduce_in_workers(tasks, plan, product, lazy)
+                return self._reduce_in_workers(tasks, plan, product, lazy, workers)
         parts = family_visits(visit) if self._by_family() else [visit]
         with self._tallies(visit, parts), self._workers(parts):
             if lazy is None:  # each part's products are written, and let go, before the next
@@ -183,7 +183,7 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
                 release_freed_memory()
             return spectra
 
-    def _reduce_in_workers(self, tasks, plan, product, lazy):
+    def _reduce_in_workers(self, tasks, plan, product, lazy, workers):
         """Tasks of parts reduced in worker processes; results recorded in the order of the parts.
 
         Each task's parts are opened together in its worker (`worker_tasks`).
@@ -200,9 +200,8 @@ class NodCombinePipeline(NodcombineMixin, Pipeline):
             )
             for parts in tasks
         ]
-        workers = min(core_count(self.maximum_cores), len(tasks))
         n_parts = sum(len(task.parts) for task in tasks)
-        log.info("reducing %d parts in %d worker processes", n_parts, workers)
+        log.info("reducing %d parts in %d worker processes", n_parts, min(workers, len(tasks)))
         with source_pool(workers, len(tasks)) as pool:
             futures = [pool.submit(reduce_part, task) for task in tasks]
             return [spectra for future in futures for spectra in replay(future.result(), self)]
