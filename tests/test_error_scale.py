@@ -15,11 +15,13 @@ from helpers import away_from_traces
 from nodcombine import NodDiffStep, OptimalExtract1dStep, RectifyStep, TraceFitStep
 from nodcombine.contract import NodSlitRecord
 from nodcombine.nod_diff.errorscale import (
+    SIGNIFICANCE,
     applied_error_scale,
     error_scale_setting,
     high_passed,
     measure_error_scale,
     robust_scale,
+    scale_and_uncertainty,
     scale_variances,
 )
 from nodcombine.simulate import simulate_nodded_visit
@@ -120,13 +122,32 @@ def test_nothing_is_measured_without_a_trace_or_enough_pixels():
     rng = np.random.default_rng(2)
     diff = rng.normal(size=(2, 12, 20))
     variances = dict.fromkeys(VARIANCE_COMPONENTS, np.full(diff.shape, 1 / 3))
-    measured, n_pixels = measure_error_scale(diff, variances, None)
-    assert np.isnan(measured).all() and (n_pixels == 0).all()
+    measured, uncertainty, n_pixels = measure_error_scale(diff, variances, None)
+    assert np.isnan(measured).all() and np.isnan(uncertainty).all() and (n_pixels == 0).all()
     traces = np.full((2, 20), 5.0)
-    measured, n_pixels = measure_error_scale(diff, variances, traces)
+    measured, uncertainty, n_pixels = measure_error_scale(diff, variances, traces)
     assert (n_pixels > 0).all() and (n_pixels < 200).all() and np.isnan(measured).all()
-    measured, _ = measure_error_scale(diff, variances, traces, min_pixels=100)
+    assert np.isnan(uncertainty).all()
+    measured, uncertainty, _ = measure_error_scale(diff, variances, traces, min_pixels=100)
     np.testing.assert_allclose(measured, 1.0, atol=0.25)  # 9 rows x 14 columns
+    # 126 pixels: a standard error near 1/sqrt(2 n) = 0.063
+    np.testing.assert_allclose(uncertainty, 0.063, rtol=0.3)
+
+
+@pytest.mark.parametrize("df", [np.inf, 10])
+def test_the_uncertainty_is_the_scatter_of_the_factor(df):
+    # 400 samples of 1000 pixels: Gaussian (1/sqrt(2000) = 0.0224) and Student t with 10
+    # degrees of freedom (heavier tails: a larger scatter, which the z² spread must see)
+    rng = np.random.default_rng(5)
+    shape = (400, 1000)
+    z = rng.normal(size=shape) if np.isinf(df) else rng.standard_t(df, shape)
+    pairs = np.array([scale_and_uncertainty(row) for row in z])
+    scatter = np.std(pairs[:, 0])
+    # the scatter of 400 factors is known to ±3.5 %
+    assert np.median(pairs[:, 1]) == pytest.approx(scatter, rel=0.12)
+    if np.isinf(df):
+        assert scatter == pytest.approx(1 / np.sqrt(2000), rel=0.12)
+        np.testing.assert_array_equal(pairs[:, 0], [robust_scale(row) for row in z])
 
 
 def test_applied_factor_per_setting():
@@ -134,6 +155,18 @@ def test_applied_factor_per_setting():
     np.testing.assert_array_equal(applied_error_scale(measured, "auto"), [1.2, 1.0, 1.0])
     np.testing.assert_array_equal(applied_error_scale(measured, "none"), [1.0, 1.0, 1.0])
     np.testing.assert_array_equal(applied_error_scale(measured, 1.7), [1.7, 1.7, 1.7])
+
+
+def test_auto_applies_only_factors_beyond_their_noise():
+    measured = np.array([1.03, 1.05, 1.2, 1.2, 0.9])
+    uncertainty = np.array([0.02, 0.02, 0.15, np.nan, 0.02])
+    assert SIGNIFICANCE == 2.0
+    # 1.5 and 2.5 standard errors above 1; 1.33; unknown error: applied; below 1: never
+    np.testing.assert_array_equal(
+        applied_error_scale(measured, "auto", uncertainty), [1.0, 1.05, 1.0, 1.2, 1.0]
+    )
+    # a number or none ignores the uncertainty
+    np.testing.assert_array_equal(applied_error_scale(measured, 1.3, uncertainty), [1.3] * 5)
 
 
 def test_scale_variances_leaves_its_input_alone():
@@ -182,6 +215,37 @@ def test_correct_errors_are_left_almost_alone(correct):
     assert ratio.min() > 1 - 1e-6 and ratio.max() < 1.1
     assert np.all(ratio.mean(axis=1) < 1.03)
     assert np.std(_away_z(runs["auto"], models, truth)) == pytest.approx(1.0, abs=0.03)
+
+
+def test_auto_leaves_factors_within_their_noise_alone(correct):
+    # a factor is applied only where it exceeds 1 by more than twice its standard error
+    # (about 0.025 from ~1200 pixels): on correct errors most slits keep theirs exactly
+    _, _, runs = correct
+    measured, applied = _records(runs["auto"])
+    uncertainty = np.array(
+        [
+            [NodSlitRecord.from_tree(s.instance).error_scale_uncertainty for s in m.slits]
+            for m in runs["auto"]
+        ]
+    )
+    np.testing.assert_allclose(uncertainty, 1 / np.sqrt(2 * 1200), rtol=0.35)
+    significant = measured - 1 > SIGNIFICANCE * uncertainty
+    np.testing.assert_array_equal(applied, np.where(significant, measured, 1.0))
+    assert np.mean(applied == 1.0) > 0.8
+    assert np.all(applied.mean(axis=1) < 1.01)
+
+
+@pytest.mark.parametrize("fraction", [0.003, 0.01])
+def test_unflagged_cosmic_rays_do_not_raise_the_factor(fraction):
+    # hits jump detection missed leave residuals that read as noise the variances lack,
+    # and mark columns as spectral structure; the pixels the outlier rejection found are
+    # left out of the measurement, in every exposure's difference
+    models, _ = _visit(seed=23, cosmic_ray_fraction=fraction)
+    measured, applied = _records(NodDiffStep.call(models))
+    assert np.all(np.isfinite(measured)), measured
+    np.testing.assert_allclose(measured.mean(axis=1), 1.0, atol=0.03)
+    assert np.all(measured < 1.1), measured
+    assert np.all(applied.mean(axis=1) < 1.02)
 
 
 def test_bright_and_extended_sources_do_not_inflate_the_factor(correct):

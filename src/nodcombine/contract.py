@@ -46,6 +46,7 @@ _NOD_STATUS = "nod_diff_status"
 _NOD_POSITION = "nod_position"
 _REF_VARIANCE = {c: f"nod_ref_{c}" for c in VARIANCE_COMPONENTS}
 _SEPARATION = "nod_separation_pix"
+_SCALE_DEFAULTS = {"measured": math.nan, "uncertainty": math.nan, "applied": 1.0}
 _GEOMETRY = "nod_geometry"
 _TRACE_FIT = "trace_fit_record"
 _CENTRE = "trace_fit_centre"
@@ -122,9 +123,10 @@ class NodSlitRecord:
         Nod position label of the exposure.
     ref_variances : dict of str to numpy.ndarray or None
         Variance per component of the subtracted reference (shared with its position's exposures).
-    nod_separation, error_scale_measured, error_scale_applied : float
+    nod_separation, error_scale_measured, error_scale_uncertainty, error_scale_applied : float
         Pixels between the images of two nod positions; the exposure's scatter over its errors
-        off the source (NaN: not measured), and the factor applied to them (``nod_error_scale``).
+        off the source and its standard error (NaN: not measured), and the factor applied to
+        them (``nod_error_scale``).
     """
 
     status: str | None
@@ -132,6 +134,7 @@ class NodSlitRecord:
     ref_variances: dict | None = None
     nod_separation: float = math.inf
     error_scale_measured: float = math.nan
+    error_scale_uncertainty: float = math.nan
     error_scale_applied: float = 1.0
 
     STATUS_KEY: ClassVar[str] = _NOD_STATUS
@@ -150,7 +153,7 @@ class NodSlitRecord:
         if self.position is not None:
             tree[_NOD_POSITION] = int(self.position)
             tree[_SEPARATION] = float(self.nod_separation)
-            scale = {"measured": self.error_scale_measured, "applied": self.error_scale_applied}
+            scale = {k: getattr(self, f"error_scale_{k}") for k in _SCALE_DEFAULTS}
             tree[self.ERROR_SCALE_KEY] = {k: float(v) for k, v in scale.items()}
         for c, values in (self.ref_variances or {}).items():
             tree[_REF_VARIANCE[c]] = values
@@ -166,8 +169,7 @@ class NodSlitRecord:
             position=None if position is None else int(position),
             ref_variances=refs if all(v is not None for v in refs.values()) else None,
             nod_separation=float(tree.get(_SEPARATION, math.inf)),
-            error_scale_measured=float(scale.get("measured", math.nan)),
-            error_scale_applied=float(scale.get("applied", 1.0)),
+            **{f"error_scale_{k}": float(scale.get(k, v)) for k, v in _SCALE_DEFAULTS.items()},
         )
 
 

@@ -229,6 +229,7 @@ def _error_scale_fields(error_scale, k):
         return {}
     return {
         "error_scale_measured": float(error_scale.measured[k]),
+        "error_scale_uncertainty": float(error_scale.uncertainty[k]),
         "error_scale_applied": float(error_scale.applied[k]),
     }
 
