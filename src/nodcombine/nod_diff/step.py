@@ -43,7 +43,7 @@ class NodDiffStep(NodcombineStep):
     min_bar = float(default=0.4, min=0, max=1)  # bar-shadow throughput below which pixels are masked
     edge_pixels = integer(default=1, min=0)  # pixels along the slit masked next to the slit edges
     stuck_threshold = float(default=0.3, min=0, max=1)  # MOS: shutter/slitlet light ratio below which a shutter is stuck closed; 0 disables
-    error_scale = string(default='auto')  # factor on each exposure's errors: auto = the one measured off the source where > 1, none = measure only, or a positive number
+    error_scale = string(default='auto')  # factor on each exposure's errors: auto = the one measured off the source where it exceeds 1 by > 2 standard errors, none = measure only, or a positive number
     """  # noqa: E501
 
     def process(self, input_data):
