@@ -9,7 +9,7 @@ else the exposures differ by:
 
 1. the per-exposure factor ``nod_diff`` measures (``error_scale_measured``) and
    the same statistic (high-passed difference over its propagated error,
-   `nodcombine.nod_diff.errorscale`) in bands of distance from the nearest of
+   `nodcombine.nod_diff.scatter`) in bands of distance from the nearest of
    the three traces, in the columns where the source is faint and where it is
    bright (halves by the core S/N of the column); and (1b) in quarters of the
    off-trace pixels by the Poisson share of their variance (``var_poisson``
@@ -49,7 +49,7 @@ import numpy as np
 
 from nodcombine import NodDiffStep, OptimalExtract1dStep, RectifyStep, TraceFitStep
 from nodcombine.contract import ExtractionExtras, NodSlitRecord, SlitGeometry
-from nodcombine.nod_diff.errorscale import (
+from nodcombine.nod_diff.scatter import (
     high_passed,
     robust_scale,
     scale_and_uncertainty,
