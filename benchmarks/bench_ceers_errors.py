@@ -33,7 +33,8 @@ else the exposures differ by:
    in the 3-point combination); (6b) each exposure's integrated flux in the
    bright regions over their mean (the shutter's throughput); (6c) the
    high-passed scatter of the combined spectrum over its FLUX_ERROR; (6d) the
-   off-trace statistic split into a read-noise and a Poisson + flat factor.
+   off-trace statistic split into a read-noise and a Poisson + flat factor,
+   and (6e) those two factors applied by hand, with the checks of 6a and 6c.
 
 Usage: ``python benchmarks/bench_ceers_errors.py`` (about 40 s).
 """
@@ -46,9 +47,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from stdatamodels.jwst import datamodels
 
 from nodcombine import NodDiffStep, OptimalExtract1dStep, RectifyStep, TraceFitStep
-from nodcombine.contract import ExtractionExtras, NodSlitRecord, SlitGeometry
+from nodcombine.contract import ExtractionExtras, NodSlitRecord, SlitGeometry, TraceFitRecord
 from nodcombine.nod_diff.scatter import (
     high_passed,
     robust_scale,
@@ -293,17 +295,20 @@ def combined_scatter_table(files):
     print("|---|---|---|")
     for setting in ("none", "auto", "1.5"):
         traced = TraceFitStep.call(NodDiffStep.call(files, error_scale=setting))
-        spectrum = OptimalExtract1dStep.call(
-            RectifyStep.call(traced), apply_pathloss=False, window=WINDOW
-        ).spec[0]
-        flux = np.asarray(spectrum.spec_table["FLUX"], float)
-        variance = np.asarray(spectrum.spec_table["FLUX_ERROR"], float) ** 2
-        flux[:EDGE] = flux[-EDGE:] = np.nan
-        cells = []
-        for lag in (1, 3):
-            z = high_passed(flux[None], variance[None], lag=lag)[0]
-            cells.append("{:.3f} ± {:.3f}".format(*scale_and_uncertainty(z[np.isfinite(z)])))
+        cells = [_combined_scatter(traced, lag) for lag in (1, 3)]
         print(f"| {setting} | " + " | ".join(cells) + " |")
+
+
+def _combined_scatter(traced, lag=1):
+    """Clipped std of the combined spectrum's high-passed FLUX over its FLUX_ERROR, ± error."""
+    spectrum = OptimalExtract1dStep.call(
+        RectifyStep.call(traced), apply_pathloss=False, window=WINDOW
+    ).spec[0]
+    flux = np.asarray(spectrum.spec_table["FLUX"], float)
+    variance = np.asarray(spectrum.spec_table["FLUX_ERROR"], float) ** 2
+    flux[:EDGE] = flux[-EDGE:] = np.nan
+    z = high_passed(flux[None], variance[None], lag=lag)[0]
+    return "{:.3f} ± {:.3f}".format(*scale_and_uncertainty(z[np.isfinite(z)]))
 
 
 def two_factor_table(nod, diff, variance, trace):
@@ -321,6 +326,7 @@ def two_factor_table(nod, diff, variance, trace):
     print("share of Var(r) (least squares on the values kept by the 4σ clip):")
     print("\n| exposure | one factor | read noise | Poisson + flat | median q |")
     print("|---|---|---|---|---|")
+    factors = []
     for e in range(len(diff)):
         ok = np.isfinite(z[e]) & np.isfinite(share[e])
         values, q = z[e][ok], share[e][ok]
@@ -332,10 +338,37 @@ def two_factor_table(nod, diff, variance, trace):
         residual = values[keep] ** 2 - design @ coeffs
         errors = np.sqrt(np.diag(np.linalg.inv(design.T @ design)) * np.var(residual))
         read, signal = np.sqrt(coeffs)
+        factors.append((read, signal))
         print(
             f"| {e + 1} | {single:.3f} | {read:.3f} ± {errors[0] / (2 * read):.3f} |"
             f" {signal:.3f} ± {errors[1] / (2 * signal):.3f} | {np.median(q):.2f} |"
         )
+    return factors
+
+
+def two_factor_checks(files, factors, spectra):
+    """Section 6e: 6d's factors applied by hand to the inputs, then the checks of 6a and 6c."""
+    models = []
+    for path, (read, signal) in zip(files, factors, strict=True):
+        model = datamodels.open(path)  # a copy in memory: the file is never written
+        model.var_rnoise = (model.var_rnoise * read**2).astype(np.float32)
+        for name in ("var_poisson", "var_flat"):
+            setattr(model, name, (getattr(model, name) * signal**2).astype(np.float32))
+        models.append(model)
+    traced = TraceFitStep.call(NodDiffStep.call(models, error_scale="none"))
+    record = TraceFitRecord.from_tree(_slit(traced[0]).instance)
+    subsets = own_difference_spectra(traced, window=WINDOW)
+    bright = bright_bins(*spectra["none"])
+    chi2 = {
+        label: subset_chi2(*runs, edge=EDGE, exclude=bright, additive_degree=2)[0]
+        for label, runs in (("one factor (auto)", spectra["auto"]), ("two factors", subsets))
+    }
+    print("\n6e. 6d's two factors applied by hand (var_rnoise × a_read², var_poisson and")
+    print("var_flat × a_signal², then error_scale none):")
+    print(f"\n- trace_fit chi2/dof {record.chi2 / record.dof:.3f}")
+    print(f"- combined spectrum, high-passed scatter (lag 1): {_combined_scatter(traced)}")
+    for label, value in chi2.items():
+        print(f"- continuum subsets, smooth additive terms out (degree 2): {label} {value:.3f}")
 
 
 def main():
@@ -357,7 +390,7 @@ def main():
     decomposition_table(spectra)
     line_gain_table(spectra["auto"])
     combined_scatter_table(files)
-    two_factor_table(nod, diff, variance, trace)
+    two_factor_checks(files, two_factor_table(nod, diff, variance, trace), spectra)
     return 0
 
 
