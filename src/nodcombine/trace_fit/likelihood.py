@@ -205,7 +205,9 @@ def _per_block(values, blocks, n_blocks):
     return out
 
 
-def evaluate_profile(data, profile, derivatives=None, *, blocks=None):
+def evaluate_profile(
+    data, profile, derivatives=None, *, blocks=None, additive=None, additive_derivatives=None
+):
     """Solve the fluxes for a profile and return the residuals (and Jacobian).
 
     Parameters
@@ -219,6 +221,13 @@ def evaluate_profile(data, profile, derivatives=None, *, blocks=None):
     blocks : numpy.ndarray of int, shape (nx,), optional
         Flux block of each column, 0 .. n_blocks − 1: the columns of a block
         share one flux per exposure (default: every column its own).
+    additive : numpy.ndarray, shape (n_exp, ny, nx), optional
+        A term of the model not scaled by the flux (each exposure's
+        background), subtracted from the data before the fluxes are solved.
+    additive_derivatives : numpy.ndarray, shape (n_add, n_exp, ny, nx), optional
+        Its derivatives with respect to its own parameters, which follow
+        ``derivatives``' in the Jacobian (required with ``derivatives`` when
+        ``additive`` depends on parameters).
 
     Returns
     -------
@@ -236,16 +245,20 @@ def evaluate_profile(data, profile, derivatives=None, *, blocks=None):
     # an exposure with no usable pixel near its image in a block has no flux there
     scale = np.maximum(normal[diagonal].max(axis=1), 1e-300)
     normal[diagonal] += 1e-10 * scale[:, None]
-    rhs = _per_block(np.einsum("jrc,jrc->cj", wp, data.centred), blocks, n_blocks)
+    target = data.centred if additive is None else data.centred - _centred(data, additive)
+    rhs = _per_block(np.einsum("jrc,jrc->cj", wp, target), blocks, n_blocks)
     block_amplitudes = np.linalg.solve(normal, rhs[..., None])[..., 0]  # (n_blocks, n_exp)
     amplitudes = block_amplitudes[blocks].T  # (n_exp, nx)
     model = amplitudes[:, None, :] * profile
     sqrt_w = np.sqrt(data.weight)
-    residuals = (sqrt_w * (data.centred - _centred(data, model)))[data.active]
+    residuals = (sqrt_w * (target - _centred(data, model)))[data.active]
     block_variance = np.linalg.inv(normal)[diagonal]
     jacobian = None
     if derivatives is not None:
         model_derivs = amplitudes[None, :, None, :] * derivatives
+        if additive_derivatives is not None and len(additive_derivatives):
+            # the fluxes respond to a background as to a profile change (Kaufman)
+            model_derivs = np.concatenate([model_derivs, additive_derivatives])
         centred = np.stack([_centred(data, d) for d in model_derivs])
         rhs_d = _per_block(np.einsum("jrc,ijrc->cji", wp, centred), blocks, n_blocks)
         shift = np.linalg.solve(normal, rhs_d)[blocks]  # (nx, n_exp, n_params)

@@ -63,20 +63,27 @@ def choose_model(geom, cdata, base, start, snr, settings):
     # laws (and, where the S/N allows one, a halo: a bright core + halo source
     # clips too much with any single Gaussian) are tried as starting points
     halos = (False, True) if snr >= settings.halo_snr else (False,)
+    # and, last, with each exposure's background: a strong one clips too much without
+    backgrounds = [{}]
+    if settings.background_degree >= 0:
+        backgrounds.append(_background_step(geom, settings))
     starts = [
-        (h, w, d)
+        (b, h, w, d)
+        for b in backgrounds
         for h in halos
         for w in range(max_width + 1)
         for d in range(top, base.degree - 1, -1)
     ]
-    for halo, width_degree, degree in starts:
-        first = base.grown(degree=degree, width_degree=width_degree, halo=halo)
+    for background, halo, width_degree, degree in starts:
+        first = base.grown(degree=degree, width_degree=width_degree, halo=halo, **background)
         fitted = _fit_model(geom, cdata, first, start, settings)
         if fitted is not None:
             break
     else:
         return None
-    steps = [{"width_degree": w} for w in range(first.width_degree + 1, max_width + 1)]
+    # each exposure's background first: unmodelled, it reads as wings to the width law
+    steps = [_background_step(geom, settings)] if settings.background_degree >= 0 else []
+    steps += [{"width_degree": w} for w in range(first.width_degree + 1, max_width + 1)]
     if snr >= settings.halo_snr:
         # a halo, power-law wings (Moffat components, which tend to the
         # Gaussians as β grows: the models are nested) and a skew, each also in
@@ -93,7 +100,8 @@ def choose_model(geom, cdata, base, start, snr, settings):
     # wavelength column, so BIC's sample size for it is the number of columns
     bic_width = np.log(max(int(np.any(geom.covered, axis=(0, 1)).sum()), 2))
     for step in steps:
-        penalty = bic_width if "width_degree" in step else bic
+        # width and background terms vary along the trace: one number per column
+        penalty = bic_width if {"width_degree", "background_degree"} & set(step) else bic
         choice = _better(geom, data, choice, choice.model.grown(**step), settings, penalty)
     # width terms a richer shape made redundant (a width law that imitated wings)
     for degree in range(choice.model.width_degree - 1, -1, -1):
@@ -105,6 +113,12 @@ def choose_model(geom, cdata, base, start, snr, settings):
         if final is not None:
             return current, *final
     return first, *fitted
+
+
+def _background_step(geom, settings):
+    """The model change that gives every exposure but the first a background of its own."""
+    n_exp = geom.t.shape[0]
+    return {"background_degree": settings.background_degree, "background_exposures": n_exp - 1}
 
 
 @dataclass(frozen=True)
@@ -161,6 +175,8 @@ def _bounds(geom, model, settings):
     if model.width_free:
         lower += [min_s2] + [-max_s2] * model.width_degree
         upper += [max_s2] + [max_s2] * model.width_degree
+    lower += [-np.inf] * model.n_background  # a background may have either sign
+    upper += [np.inf] * model.n_background
     if model.halo:
         lower += [0.0, _HALO_SCALE[0]]
         upper += [_MAX_HALO_FRACTION, _HALO_SCALE[1]]
@@ -175,7 +191,8 @@ def _bounds(geom, model, settings):
 
 def _inside(theta, lower, upper):
     """``theta`` moved 5 % of each range inside its bounds."""
-    margin = 0.05 * (upper - lower)
+    span = upper - lower
+    margin = np.where(np.isfinite(span), 0.05 * np.where(np.isfinite(span), span, 0.0), 0.0)
     return np.clip(theta, lower + margin, upper - margin)
 
 

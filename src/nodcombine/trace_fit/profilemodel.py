@@ -7,6 +7,13 @@ Legendre polynomials of the wavelength scaled to ``t ∈ [−1, 1]``.  A constan
 ``s²`` is the PSF law plus a fixed source width; degree 2 holds a constant
 total width exactly (``σ_PSF²`` is quadratic in λ, `nodcombine.psf`) and
 widths growing faster than the PSF's.
+
+A background of each exposure, uniform along the slit and a polynomial in
+wavelength, ``β_j(t) = Σ c_jk L_k(t)``, may be added to the model: the sky of
+one exposure brighter or fainter than the others' (the per-pixel sky of the
+likelihood takes the part common to all exposures, so exposure 0's is held at
+0).  Unmodelled, such a residual looks like wings to the width law (CEERS
+933: a total width of 2.9 px in the reddest third instead of 1.3).
 """
 
 from dataclasses import dataclass, field
@@ -16,7 +23,15 @@ from numpy.polynomial import legendre
 
 from nodcombine.profile import NO_HALO
 
-__all__ = ["BETA_START", "HALO_START", "ProfileModel", "centre_and_width2", "total_sigma2"]
+__all__ = [
+    "BETA_START",
+    "HALO_START",
+    "ProfileModel",
+    "background_derivatives",
+    "centre_and_width2",
+    "exposure_background",
+    "total_sigma2",
+]
 
 #: a halo's first guess (flux fraction, width over the core's): a fifth of the
 #: flux in a profile three times wider
@@ -53,6 +68,12 @@ class ProfileModel:
     skewed : bool
         Core and halo are ``1 − a`` times as wide before their peak as the
         width law says and ``1 + a`` after it, ``a`` fitted (the last parameter).
+    background_degree : int
+        Degree of the Legendre polynomial in wavelength of each exposure's
+        background (``-1``: none), for exposures 1 … ``background_exposures``
+        (exposure 0's is 0); its coefficients follow the width's.
+    background_exposures : int
+        Number of exposures with a background of their own (``n_exp − 1``).
     """
 
     degree: int
@@ -62,15 +83,22 @@ class ProfileModel:
     halo: bool = False
     wings: bool = False
     skewed: bool = False
+    background_degree: int = -1
+    background_exposures: int = 0
     names: tuple = field(init=False)
 
     def __post_init__(self):
         names = tuple(f"a{k}" for k in range(self.degree + 1))
         widths = tuple(f"b{k}" for k in range(self.width_degree + 1))
+        backgrounds = tuple(
+            f"c{j}_{k}"
+            for j in range(1, self.background_exposures + 1)
+            for k in range(self.background_degree + 1)
+        )
         halo = ("halo_fraction", "halo_scale") if self.halo else ()
         shape = ("halo_beta",) if self.wings else ()
         shape += ("skew",) if self.skewed else ()
-        object.__setattr__(self, "names", names + widths + halo + shape)
+        object.__setattr__(self, "names", names + widths + backgrounds + halo + shape)
 
     @property
     def n_shape(self):
@@ -86,6 +114,17 @@ class ProfileModel:
     def n_offset(self):
         """Number of offset coefficients."""
         return self.degree + 1
+
+    @property
+    def n_background(self):
+        """Number of background coefficients (all exposures)."""
+        return self.background_exposures * (self.background_degree + 1)
+
+    def background_of(self, theta):
+        """Background coefficients ``(background_exposures, degree + 1)``; empty without."""
+        start = self.n_offset + (self.width_degree + 1 if self.width_free else 0)
+        values = np.asarray(theta, dtype=float)[start : start + self.n_background]
+        return values.reshape(self.background_exposures, self.background_degree + 1)
 
     def split(self, theta):
         """Offset coefficients and width² coefficients of a parameter vector."""
@@ -109,8 +148,18 @@ class ProfileModel:
             float(shape.get("skew", NO_HALO[3])),
         )
 
-    def grown(self, *, degree=None, width_degree=None, halo=None, wings=None, skewed=None):
-        """The same model with another offset or width degree, a halo, wings or a skew."""
+    def grown(
+        self,
+        *,
+        degree=None,
+        width_degree=None,
+        halo=None,
+        wings=None,
+        skewed=None,
+        background_degree=None,
+        background_exposures=None,
+    ):
+        """The model with another offset, width or background degree, a halo, wings or a skew."""
         return ProfileModel(
             self.degree if degree is None else degree,
             self.width_degree if width_degree is None else width_degree,
@@ -119,6 +168,8 @@ class ProfileModel:
             self.halo if halo is None else halo,
             self.wings if wings is None else wings,
             self.skewed if skewed is None else skewed,
+            self.background_degree if background_degree is None else background_degree,
+            self.background_exposures if background_exposures is None else background_exposures,
         )
 
     def shape_start(self):
@@ -138,6 +189,13 @@ class ProfileModel:
         if self.width_free:
             m = min(widths.size, self.width_degree + 1)
             out[self.n_offset : self.n_offset + m] = widths[:m]
+        if self.n_background and other.n_background:
+            mine, theirs = self.background_of(out), other.background_of(theta)
+            rows = min(mine.shape[0], theirs.shape[0])
+            cols = min(mine.shape[1], theirs.shape[1])
+            mine[:rows, :cols] = theirs[:rows, :cols]
+            start = self.n_offset + (self.width_degree + 1 if self.width_free else 0)
+            out[start : start + self.n_background] = mine.ravel()
         first = len(self.names) - self.n_shape
         out[first:] = self.shape_start()
         # a shape parameter both models have keeps its value
@@ -169,3 +227,46 @@ def total_sigma2(sigma_psf, s2):
     floor = _MIN_SIGMA2_FRACTION * sigma_psf**2
     sigma2 = sigma_psf**2 + s2
     return np.maximum(sigma2, floor), sigma2 < floor
+
+
+def exposure_background(t, model, theta, n_rows, basis=None):
+    """Each exposure's background at ``theta``, uniform along the slit; None without one.
+
+    Parameters
+    ----------
+    t : numpy.ndarray, shape (n, nx)
+        Scaled wavelength of each exposure's columns.
+    model : ProfileModel
+    theta : numpy.ndarray
+    n_rows : int
+        Rows of the cutouts.
+    basis : numpy.ndarray, shape (n, nx, degree + 1), optional
+        ``legendre.legvander(t, model.background_degree)``, if already computed.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, n_rows, nx), or None
+        Exposure 0's background is 0: the likelihood's per-pixel sky takes
+        what all exposures share.
+    """
+    if not model.n_background:
+        return None
+    basis = legendre.legvander(t, model.background_degree) if basis is None else basis
+    coeffs = model.background_of(theta)  # exposures 1 … J
+    levels = np.zeros(t.shape)
+    levels[1 : 1 + len(coeffs)] = np.einsum("jxk,jk->jx", basis[1 : 1 + len(coeffs)], coeffs)
+    return np.broadcast_to(levels[:, None, :], (t.shape[0], n_rows, t.shape[1]))
+
+
+def background_derivatives(t, model, n_rows, basis=None):
+    """``∂β/∂c_jk`` (n_background, n, n_rows, nx) in the order of the parameters; None without."""
+    if not model.n_background:
+        return None
+    basis = legendre.legvander(t, model.background_degree) if basis is None else basis
+    n, nx = t.shape
+    derivs = np.zeros((model.n_background, n, n_rows, nx))
+    per_exposure = model.background_degree + 1
+    for j in range(1, model.background_exposures + 1):
+        for k in range(per_exposure):
+            derivs[(j - 1) * per_exposure + k, j] = basis[j, None, :, k]
+    return derivs

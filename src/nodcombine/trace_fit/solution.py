@@ -57,6 +57,9 @@ class TraceFitSettings:
         neighbouring columns share one flux per exposure while the profile is
         fitted, so that hundreds of poorly measured fluxes do not bias the fit
         or make its errors too small (the incidental-parameter problem).
+    background_degree : int
+        Degree of the polynomial in wavelength of each exposure's background
+        (uniform along the slit), which the BIC may add; -1: never.
     """
 
     min_snr: float = 10.0
@@ -74,6 +77,7 @@ class TraceFitSettings:
     clip_sigma: float = 5.0
     iterations: int = 3
     block_snr: float = 5.0
+    background_degree: int = 3
 
     def __post_init__(self):
         for name in (

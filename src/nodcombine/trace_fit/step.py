@@ -49,6 +49,7 @@ class TraceFitStep(NodcombineStep):
     width_prior_arcsec = float(default={_DEFAULTS.width_prior_arcsec}, min=0)  # arcsec: intrinsic width (sigma) a compact source is expected to have: the prior that holds faint sources' widths
     width_prior_sigma_arcsec = float(default={_DEFAULTS.width_prior_sigma_arcsec}, min=0.001)  # arcsec: spread of that prior
     block_snr = float(default={_DEFAULTS.block_snr}, min=0.1)  # S/N per exposure a flux block reaches: faint spectra share fluxes over neighbouring columns while the profile is fitted
+    background_degree = integer(default={_DEFAULTS.background_degree}, min=-1, max=5)  # degree in wavelength of each exposure's own background (uniform along the slit) that the BIC may add; -1: never
     fit_iterations = integer(default={_DEFAULTS.iterations}, min=1)  # rounds of fitting and rejection
     force_profile = boolean(default=True)  # a source seen with several dispersers gets the centre and width of its highest-S/N fit
     save_diagnostics = boolean(default=False)  # write a PNG per source into output_dir (differences, fitted trace, profile residuals)

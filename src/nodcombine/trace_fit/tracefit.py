@@ -49,7 +49,12 @@ from numpy.polynomial import legendre
 from nodcombine.profile import NO_HALO
 from nodcombine.trace_fit.likelihood import evaluate_profile
 from nodcombine.trace_fit.modelfit import choose_model, fit_limit
-from nodcombine.trace_fit.profilemodel import ProfileModel, centre_and_width2, total_sigma2
+from nodcombine.trace_fit.profilemodel import (
+    ProfileModel,
+    centre_and_width2,
+    exposure_background,
+    total_sigma2,
+)
 from nodcombine.trace_fit.solution import TraceFitSettings, TraceSolution
 from nodcombine.trace_fit.tracemodel import (
     ProfileObjective,
@@ -255,6 +260,7 @@ class _Outcome:
     width_covariance: np.ndarray
     clipped: np.ndarray
     halo: tuple = NO_HALO
+    background: np.ndarray | None = None  # each exposure's (n, ny, nx), in the fit's model
 
 
 def _fixed_profile(geom, cdata, centre, s2, outcome, snr=None, snr_column=None):
@@ -265,7 +271,7 @@ def _fixed_profile(geom, cdata, centre, s2, outcome, snr=None, snr_column=None):
     sigma2, _ = total_sigma2(geom.sigma_psf, s2)
     profile = profile_only(geom, centre, sigma2, outcome.halo)
     data = without_entries(cdata, outcome.clipped)
-    evaluation = evaluate_profile(data, profile)
+    evaluation = evaluate_profile(data, profile, additive=outcome.background)
     if snr is None:
         snr, snr_column = _snr(evaluation, data)
     has_data = data.active.any(axis=1)
@@ -313,7 +319,12 @@ def _describe(model, snr):
     shape += [" skewed"] if model.skewed else []
     width = f"width² degree {model.width_degree}" + " and".join(shape)
     prior = ", width prior" if model.width_prior is not None else ""
-    return f"S/N {snr:.1f}: {centre}, {width}{prior}"
+    background = (
+        f", a background per exposure (degree {model.background_degree})"
+        if model.n_background
+        else ""
+    )
+    return f"S/N {snr:.1f}: {centre}, {width}{prior}{background}"
 
 
 def _fitted_solution(geom, cdata, model, theta, errors, covariance, clipped, snr, snr_column):
@@ -330,6 +341,7 @@ def _fitted_solution(geom, cdata, model, theta, errors, covariance, clipped, snr
         covariance[n : n + widths.size, n : n + widths.size],
         clipped,
         model.halo_of(theta),
+        exposure_background(geom.t, model, theta, geom.along.shape[1]),
     )
     centre, s2 = centre_and_width2(geom.t, model, theta)
     return _fixed_profile(geom, cdata, centre, s2, outcome, snr, snr_column)

@@ -26,7 +26,11 @@ from nodcombine.trace_fit.likelihood import (
     evaluate_profile,
     sky_free_exposures,
 )
-from nodcombine.trace_fit.profilemodel import total_sigma2
+from nodcombine.trace_fit.profilemodel import (
+    background_derivatives,
+    exposure_background,
+    total_sigma2,
+)
 
 __all__ = [
     "ProfileObjective",
@@ -75,6 +79,7 @@ class ProfileObjective:
         self.geom, self.data, self.model = geom, data, model
         self.basis = legendre.legvander(geom.t, max(model.degree, 0))  # (n, nx, degree + 1)
         self.width_basis = legendre.legvander(geom.t, max(model.width_degree, 0))
+        self.background_basis = legendre.legvander(geom.t, max(model.background_degree, 0))
         widths = ([settings.centre_prior] + [settings.shape_prior] * model.degree)[: model.n_offset]
         self.prior = 1.0 / np.array(widths)
         self._key, self._value = None, None
@@ -86,6 +91,11 @@ class ProfileObjective:
         s2 = self.width_basis[..., : widths.size] @ widths
         sigma2, floored = total_sigma2(self.geom.sigma_psf, s2)
         return centre, sigma2, floored
+
+    def background(self, theta):
+        """Each exposure's background (n, ny, nx) at ``theta`` (`exposure_background`)."""
+        n_rows = self.geom.along.shape[1]
+        return exposure_background(self.geom.t, self.model, theta, n_rows, self.background_basis)
 
     def _unit_profile(self, theta):
         """Unit profiles at ``theta``, without derivatives."""
@@ -146,7 +156,16 @@ class ProfileObjective:
         key = np.asarray(theta, dtype=float).tobytes()
         if key != self._key:
             profile, derivs = self._profile(theta)
-            self._value = evaluate_profile(self.data, profile, derivs, blocks=self.geom.blocks)
+            self._value = evaluate_profile(
+                self.data,
+                profile,
+                derivs,
+                blocks=self.geom.blocks,
+                additive=self.background(theta),
+                additive_derivatives=background_derivatives(
+                    self.geom.t, self.model, self.geom.along.shape[1], self.background_basis
+                ),
+            )
             self._key = key
         return self._value
 
@@ -157,7 +176,12 @@ class ProfileObjective:
         ``cap`` bounds what one pixel can add (an unflagged cosmic ray must not
         pull the scan onto itself).
         """
-        evaluation = evaluate_profile(self.data, self._unit_profile(theta), blocks=self.geom.blocks)
+        evaluation = evaluate_profile(
+            self.data,
+            self._unit_profile(theta),
+            blocks=self.geom.blocks,
+            additive=self.background(theta),
+        )
         prior = self._prior_terms(theta)
         squares = np.minimum(evaluation.residuals**2, cap**2)
         return evaluation, float(squares.sum() + prior @ prior)
@@ -167,7 +191,8 @@ class ProfileObjective:
 
         Real spectral structure inside a flux block must not look like an outlier.
         """
-        return evaluate_profile(self.data, self._unit_profile(theta)).residuals
+        profile, background = self._unit_profile(theta), self.background(theta)
+        return evaluate_profile(self.data, profile, additive=background).residuals
 
     def residuals(self, theta):
         """Whitened residuals, then the prior terms."""
@@ -175,7 +200,15 @@ class ProfileObjective:
 
     def jacobian(self, theta):
         """Derivative of `residuals` with respect to ``theta``."""
-        return np.vstack([self.evaluate(theta).jacobian, self._prior_jacobian()])
+        jacobian = self.evaluate(theta).jacobian
+        if self.model.n_background:
+            # evaluate_profile appends the background's columns after the shape's;
+            # the parameter vector has them before
+            n_bg, n_shape = self.model.n_background, self.model.n_shape
+            split = jacobian.shape[1] - n_bg - n_shape
+            shape = jacobian[:, split : split + n_shape]
+            jacobian = np.hstack([jacobian[:, :split], jacobian[:, split + n_shape :], shape])
+        return np.vstack([jacobian, self._prior_jacobian()])
 
     def dof(self, theta):
         """Residuals less the per-pixel skies, the fluxes and the parameters."""
