@@ -78,8 +78,7 @@ class TraceFitStep(NodcombineStep):
         groups, _ = self.group_sources(container)
         families = group_families(groups)
         fitted = 0
-        # every fit is handed to the pool first, then the results are written
-        # in the visit's order, so the products do not depend on the workers
+        # all fits go to the pool first, then are written in the visit's order (worker-free)
         with source_pool(self.maximum_cores, len(groups), shared=self.shared_pool) as pool:
             started = [self._per_family(f, partial(self._start_family, f, pool)) for f in families]
             for f, fits in zip(self.track(families), started, strict=True):
@@ -87,11 +86,11 @@ class TraceFitStep(NodcombineStep):
                     fitted += self._per_family(f, partial(self._finish_family, f, *fits)) or 0
         return self.record_status(container, io.exposure_status, (fitted, len(groups)), "fitted")
 
+    shared_pool = None  # an executor a pipeline keeps across its runs of the step
+
     def default_suffix(self):
         """Suffix of the products: ``trace``."""
         return "trace"
-
-    shared_pool = None  # an executor a pipeline keeps across its runs of the step
 
     def _per_family(self, family, work):
         skip = partial(io.skip_groups, family)
