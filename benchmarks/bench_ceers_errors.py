@@ -377,13 +377,15 @@ def two_factor_checks(files, factors, spectra):
 def width_law_table(files):
     """Section 7: trace-fit Δχ² of each width² degree against a constant, forced.
 
-    Each model is fitted with ``trace_fit``'s own machinery (scan, flux blocks,
-    rejection rounds), halo and shapes off, with and without each exposure's
-    background term, on ``nod_diff``'s product without and with ``error_scale``.
+    ``trace_fit``'s own machinery (scan, flux blocks, rejection rounds for the
+    constant width²; the higher degrees fitted on the pixels it kept, each from
+    the one below, as the criterion compares them), halo and shapes off, with
+    and without each exposure's background term, on ``nod_diff``'s product
+    without and with ``error_scale``.
     """
     from nodcombine.nodsource import differenced_members
     from nodcombine.trace_fit import io as trace_io
-    from nodcombine.trace_fit.modelfit import _fit_model
+    from nodcombine.trace_fit.modelfit import _fit_model, _fit_once
     from nodcombine.trace_fit.profilemodel import ProfileModel
     from nodcombine.trace_fit.solution import TraceFitSettings
     from nodcombine.trace_fit.tracefit import _flux_blocks, _scan, _width_prior
@@ -406,16 +408,22 @@ def width_law_table(files):
         prior = _width_prior(settings, pixel_scale)
         constant = {}
         for background in (-1, settings.background_degree):
-            scores = []
-            for degree in range(4):
-                model = ProfileModel(0, degree, width_prior=prior).grown(
+            models = [
+                ProfileModel(0, degree, width_prior=prior).grown(
                     background_degree=background,
                     background_exposures=len(files) - 1 if background >= 0 else 0,
                 )
-                fitted = _fit_model(geom, cdata, model, start, settings)
-                data = without_entries(cdata, fitted[3])
+                for degree in range(4)
+            ]
+            # as the criterion does: every degree on the pixels the constant's fit kept,
+            # each fitted from the one below it
+            theta, _, _, clipped = _fit_model(geom, cdata, models[0], start, settings)
+            data = without_entries(cdata, clipped)
+            scores = []
+            for lower, model in zip([models[0], *models], models, strict=False):
+                theta = _fit_once(geom, data, model, model.embed(theta, lower), settings)
                 objective = ProfileObjective(geom, data, model, settings)
-                scores.append((objective.objective(fitted[0]), objective.dof(fitted[0])))
+                scores.append((objective.objective(theta), objective.dof(theta)))
             base = constant[background] = scores[0][0]
             cells = " | ".join(f"{score - base:+.1f}" for score, _ in scores[1:])
             label = "cubic" if background >= 0 else "none"
