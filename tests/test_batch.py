@@ -246,6 +246,22 @@ def test_calwebb_spec3_nod_in_a_batch(visits, tmp_path):
         _same_arrays(tmp_path / "out" / "good_a" / product, serial / product)
 
 
+def test_local_workers_take_one_visit_at_a_time():
+    # a task queued on a worker dies with it: the local cluster's tasks wait at the scheduler
+    from distributed import Client, LocalCluster
+
+    from nodcombine.batch.engine import VISIT_RESOURCE, _one_at_a_time, batch_client
+
+    with batch_client(n_workers=1, dashboard=None) as client:
+        assert _one_at_a_time(client) == {"resources": {VISIT_RESOURCE: 1}}
+    # workers started without the resource: no constraint, or no task would ever run
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        assert _one_at_a_time(client) == {}
+
+
 def test_worker_dying_at_every_start_fails_only_its_visit(visits, tmp_path):
     ran = tmp_path / "ran.txt"
     result = _batch(  # the killer first: the other visit waits behind it

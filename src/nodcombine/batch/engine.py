@@ -9,9 +9,15 @@ to ``distributed.scheduler.allowed-failures`` times, then gives up with
 starts (a scheduler started elsewhere keeps its own configuration).  Dask
 counts a death against every task the worker held, the ones queued behind
 the running one too, so a visit that kills its worker twice could take an
-innocent queued visit down with it: the local cluster's scheduler hands a
-worker one task at a time (``worker-saturation`` 1.0; Dask's default 1.1
-queues a second on a one-thread worker).
+innocent queued visit down with it.  The local cluster's workers therefore
+hold one `VISIT_RESOURCE` each and every task asks for it: the scheduler keeps
+a task until a worker is free (abstract resources, Dask's worker-side limit),
+so no task waits on a worker.  ``worker-saturation`` 1.0 alone did not do
+that: it queues only "root-ish" tasks, and one visit per task group is not,
+so on a one-worker cluster both tasks were assigned to the same worker and
+died with it (seen once in CI, under load).  Workers started by hand need
+``--resources visit=1`` for the same guarantee (docs/survey.md); without it
+the tasks run unconstrained.
 
 Two of Dask's worker defaults cost the science code, and are turned off for
 the local cluster (`WORKER_CONFIG`; docs/survey.md shows the same for workers
@@ -34,10 +40,12 @@ from distributed import Client, KilledWorker, LocalCluster, as_completed
 from nodcombine.batch.parts import merge_parts
 from nodcombine.batch.task import FAILED, VisitOutcome, starts_in_batch
 
-__all__ = ["WORKER_CONFIG", "batch_client", "outcomes"]
+__all__ = ["VISIT_RESOURCE", "WORKER_CONFIG", "batch_client", "outcomes"]
 
 log = logging.getLogger(__name__)
 
+#: the abstract resource a local worker has one of and every task needs one of
+VISIT_RESOURCE = "visit"
 #: Dask settings of the local cluster (see the module notes)
 WORKER_CONFIG = {
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
@@ -79,6 +87,7 @@ def batch_client(*, scheduler=None, n_workers=1, memory_limit="auto", retries=2,
             processes=True,
             memory_limit=memory_limit,
             dashboard_address=dashboard,
+            resources={VISIT_RESOURCE: 1},
         )
     with cluster, Client(cluster) as client:
         yield client
@@ -103,13 +112,14 @@ def outcomes(client, jobs, reducer, *, parts=None, show_progress=True):
     """
     parts = parts or {}
     futures = {}
+    options = {"pure": False, **_one_at_a_time(client)}
     for job in jobs:
         key = f"visit-{job.name}-{job.batch_id}"
         if parts.get(job.name):
-            inputs = [_submitted(client, reducer, piece) for piece in parts[job.name]]
-            future = client.submit(merge_parts, job, *inputs, key=key, pure=False)
+            inputs = [_submitted(client, reducer, piece, options) for piece in parts[job.name]]
+            future = client.submit(merge_parts, job, *inputs, key=key, **options)
         else:
-            future = client.submit(reducer, job, key=key, pure=False)
+            future = client.submit(reducer, job, key=key, **options)
         futures[future] = job
     progress = _Progress(len(futures), enabled=show_progress)
     for future in as_completed(futures):
@@ -131,10 +141,18 @@ def outcomes(client, jobs, reducer, *, parts=None, show_progress=True):
     progress.close()
 
 
-def _submitted(client, reducer, piece):
+def _one_at_a_time(client):
+    """``resources`` for `Client.submit` if every worker has a `VISIT_RESOURCE`, else none."""
+    workers = client.scheduler_info().get("workers", {}).values()
+    if workers and all(VISIT_RESOURCE in w.get("resources", {}) for w in workers):
+        return {"resources": {VISIT_RESOURCE: 1}}
+    return {}
+
+
+def _submitted(client, reducer, piece, options):
     if isinstance(piece, VisitOutcome):  # a part complete from an earlier run
         return piece
-    return client.submit(reducer, piece, key=f"part-{piece.label}-{piece.batch_id}", pure=False)
+    return client.submit(reducer, piece, key=f"part-{piece.label}-{piece.batch_id}", **options)
 
 
 class _Progress:
