@@ -264,3 +264,34 @@ def test_low_snr_errors_are_not_too_small(total_flux):
     pulls, _, counted = trace_pulls(40, flux=total_flux, shape=(25, 340))
     assert counted > 0.75
     assert np.std(pulls[:, 0]) < 1.35
+
+
+def test_background_columns_of_the_jacobian_are_exact():
+    # the backgrounds enter the residuals linearly and not through the profile, so the
+    # projected (Kaufman) derivative is exact for them: it must equal finite differences,
+    # and sit in the parameter vector's order (after the width's, before a halo's)
+    from nodcombine.trace_fit.profilemodel import ProfileModel
+    from nodcombine.trace_fit.solution import TraceFitSettings
+    from nodcombine.trace_fit.tracemodel import ProfileObjective, prepare_trace
+
+    inputs, _ = synthetic_trace(n_points=3, shape=(25, 60), seed=7)
+    geom, cdata = prepare_trace(**inputs, usable=None)
+    model = ProfileModel(0, 1, halo=True, background_degree=2, background_exposures=2)
+    objective = ProfileObjective(geom, cdata, model, TraceFitSettings())
+    theta = np.array([0.3, 0.6, 0.1, 0.4, -0.2, 0.1, -0.3, 0.2, 0.05, 0.2, 3.0])
+    assert model.names[3:9] == ("c1_0", "c1_1", "c1_2", "c2_0", "c2_1", "c2_2")
+    jacobian = objective.jacobian(theta)
+    step = 1e-6
+    for k in range(3, 9):
+        up, down = theta.copy(), theta.copy()
+        up[k] += step
+        down[k] -= step
+        numeric = (objective.residuals(up) - objective.residuals(down)) / (2 * step)
+        np.testing.assert_allclose(jacobian[:, k], numeric, rtol=1e-5, atol=1e-7)
+    # a model without backgrounds is the same model with them at zero
+    plain = ProfileObjective(geom, cdata, ProfileModel(0, 1, halo=True), TraceFitSettings())
+    at_zero = theta.copy()
+    at_zero[3:9] = 0.0
+    np.testing.assert_allclose(
+        objective.residuals(at_zero), plain.residuals(np.delete(at_zero, range(3, 9))), atol=1e-12
+    )
