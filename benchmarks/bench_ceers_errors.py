@@ -118,18 +118,28 @@ def scale_table(diff, variance, trace):
             )
 
 
+def _off_trace(diff, variance, trace, component=None):
+    """The off-trace high-passed statistic (as ``nod_diff`` measures it) and, given a
+    variance component, its share of each high-passed value's variance (lag 3)."""
+    rows = np.arange(diff.shape[1])[None, :, None]
+    away = np.all(np.abs(rows - trace[:, None, :]) > 1.5, axis=0)
+    away &= ~spectral_structure(diff, variance, trace)[None, :]
+    z = high_passed(np.where(away[None], diff, np.nan), variance)
+    if component is None:
+        return z
+    share = np.full(diff.shape, np.nan)
+    part, whole = (v[..., 3:-3] + 0.25 * (v[..., :-6] + v[..., 6:]) for v in (component, variance))
+    share[..., 3:-3] = part / whole
+    return z, share
+
+
 def noise_mix_table(nod, diff, variance, trace):
     """Section 1b: the factor's statistic by the Poisson share of each pixel's variance."""
     slits = [_slit(model) for model in nod]
     poisson = np.array([np.asarray(s.var_poisson, float) for s in slits])
     rows = np.arange(diff.shape[1])[None, :, None]
-    away = np.all(np.abs(rows - trace[:, None, :]) > 1.5, axis=0)
-    away &= ~spectral_structure(diff, variance, trace)[None, :]
-    z = high_passed(np.where(away[None], diff, np.nan), variance)
     # the Poisson share of the high-passed variance (lag 3: the pixel and its two partners)
-    share = np.full(diff.shape, np.nan)
-    part, whole = (v[..., 3:-3] + 0.25 * (v[..., :-6] + v[..., 6:]) for v in (poisson, variance))
-    share[..., 3:-3] = part / whole
+    z, share = _off_trace(diff, variance, trace, poisson)
     on_trace = np.abs(rows - trace[:, None, :]) <= 1.0
     own = [np.nanmedian((poisson / variance)[e][on_trace[e]]) for e in range(len(diff))]
     print("\nPoisson share of the variance on each exposure's own trace (|row - trace| <= 1):")
@@ -318,13 +328,7 @@ def two_factor_table(nod, diff, variance, trace):
     """Section 6d: separate factors for the read noise and the Poisson + flat variance."""
     slits = [_slit(model) for model in nod]
     rnoise = np.array([np.asarray(s.var_rnoise, float) for s in slits])
-    rows = np.arange(diff.shape[1])[None, :, None]
-    away = np.all(np.abs(rows - trace[:, None, :]) > 1.5, axis=0)
-    away &= ~spectral_structure(diff, variance, trace)[None, :]
-    z = high_passed(np.where(away[None], diff, np.nan), variance)
-    share = np.full(diff.shape, np.nan)
-    part, whole = (v[..., 3:-3] + 0.25 * (v[..., :-6] + v[..., 6:]) for v in (rnoise, variance))
-    share[..., 3:-3] = part / whole
+    z, share = _off_trace(diff, variance, trace, rnoise)
     print("\n6d. E[z²] = a_read² q + a_signal² (1 − q) over the off-trace pixels, q the read-noise")
     print("share of Var(r) (least squares on the values kept by the 4σ clip):")
     print("\n| exposure | one factor | read noise | Poisson + flat | median q |")

@@ -192,7 +192,7 @@ def _bounds(geom, model, settings):
 def _inside(theta, lower, upper):
     """``theta`` moved 5 % of each range inside its bounds."""
     span = upper - lower
-    margin = np.where(np.isfinite(span), 0.05 * np.where(np.isfinite(span), span, 0.0), 0.0)
+    margin = np.where(np.isfinite(span), 0.05 * span, 0.0)  # unbounded: no margin
     return np.clip(theta, lower + margin, upper - margin)
 
 
