@@ -295,3 +295,64 @@ def test_background_columns_of_the_jacobian_are_exact():
     np.testing.assert_allclose(
         objective.residuals(at_zero), plain.residuals(np.delete(at_zero, range(3, 9))), atol=1e-12
     )
+
+
+def test_linearised_gain_and_cost_are_exact_for_a_linear_model():
+    # for residuals linear in the parameters one Gauss-Newton step is the optimum, and
+    # holding parameters at 0 costs exactly the Wald statistic
+    from nodcombine.trace_fit.modelfit import gauss_newton_gain, wald_cost
+
+    rng = np.random.default_rng(3)
+    design = rng.normal(size=(200, 5)) * [1.0, 10.0, 0.1, 1.0, 3.0]  # badly scaled columns
+    data = design @ [0.5, -0.2, 3.0, 0.0, 0.1] + rng.normal(size=200)
+    best, *_ = np.linalg.lstsq(design, data, rcond=None)
+    at_zero = -data  # residuals design @ 0 - data
+    assert gauss_newton_gain(at_zero, design) == pytest.approx(
+        data @ data - np.sum((design @ best - data) ** 2), rel=1e-10
+    )
+    dropped = [2, 3]
+    kept = [0, 1, 4]
+    refit, *_ = np.linalg.lstsq(design[:, kept], data, rcond=None)
+    cost = np.sum((design[:, kept] @ refit - data) ** 2) - np.sum((design @ best - data) ** 2)
+    assert wald_cost(best, design, dropped) == pytest.approx(cost, rel=1e-10)
+
+
+def test_candidates_left_unfitted_do_not_change_the_fit(monkeypatch, caplog):
+    # the linearised screen only spares fits whose outcome it can predict: with it off
+    # every candidate is fitted, and the chosen models and their parameters must not
+    # move.  The sources take width laws, wings and skews the screen must let through.
+    import logging
+
+    from nodcombine import NodDiffStep, TraceFitStep
+    from nodcombine.contract import TraceFitRecord
+    from nodcombine.simulate import simulate_nodded_visit
+    from nodcombine.trace_fit import modelfit
+
+    families = ["steep", "asymmetric"]
+    models, _ = simulate_nodded_visit(
+        "nrs_msa_prism",
+        n_slits=len(families),
+        source_profile=families,
+        source_peak=3.0,
+        emission_lines=False,
+        seed=1,
+    )
+    nod = NodDiffStep.call(models)
+
+    def records():
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger=modelfit.__name__):
+            traced = TraceFitStep.call(nod)
+        unfitted = sum("not fitted" in message for message in caplog.messages)
+        return [TraceFitRecord.from_tree(slit.instance) for slit in traced[0].slits], unfitted
+
+    screened, unfitted = records()
+    assert unfitted > 0
+    monkeypatch.setattr(modelfit, "_SCREEN_GAIN", 0.0)
+    monkeypatch.setattr(modelfit, "_SCREEN_LOSS", np.inf)
+    fitted, unfitted = records()
+    assert unfitted == 0
+    assert [r.message for r in screened] == [r.message for r in fitted]
+    for one, other in zip(screened, fitted, strict=True):
+        np.testing.assert_allclose(one.offset_coeffs_pix, other.offset_coeffs_pix, rtol=1e-6)
+        np.testing.assert_allclose(one.width_coeffs_pix2, other.width_coeffs_pix2, rtol=1e-6)

@@ -8,16 +8,18 @@ to ``distributed.scheduler.allowed-failures`` times, then gives up with
 `~distributed.KilledWorker`; the batch sets that bound for the cluster it
 starts (a scheduler started elsewhere keeps its own configuration).  Dask
 counts a death against every task the worker held, the ones queued behind
-the running one too, so a visit that kills its worker twice could take an
-innocent queued visit down with it.  The local cluster's workers therefore
-hold one `VISIT_RESOURCE` each and every task asks for it: the scheduler keeps
-a task until a worker is free (abstract resources, Dask's worker-side limit),
-so no task waits on a worker.  ``worker-saturation`` 1.0 alone did not do
-that: it queues only "root-ish" tasks, and one visit per task group is not,
-so on a one-worker cluster both tasks were assigned to the same worker and
-died with it (seen once in CI, under load).  Workers started by hand need
-``--resources visit=1`` for the same guarantee (docs/survey.md); without it
-the tasks run unconstrained.
+the running one too, so a visit that kills its worker again and again takes
+an innocent visit queued behind it down with it.  Neither abstract resources
+nor ``worker-saturation`` prevent that queuing: the scheduler checks a task's
+resources against what a worker has, not against what it has free (the
+worker holds the task back), and it queues only "root-ish" tasks, which one
+visit per task group is not (seen in CI, under load, on a one-worker
+cluster).  So `outcomes` submits again, under a new key, a task that Dask
+gave up on although it started fewer times than the workers died under it:
+it was a bystander at least once.  The local cluster's workers still hold one
+`VISIT_RESOURCE` each and every task asks for one, so that a worker started
+by hand with several threads (``--resources visit=1``, docs/survey.md) runs
+one visit at a time.
 
 Two of Dask's worker defaults cost the science code, and are turned off for
 the local cluster (`WORKER_CONFIG`; docs/survey.md shows the same for workers
@@ -33,12 +35,13 @@ import contextlib
 import logging
 import sys
 import time
+from collections import Counter
 
 import dask
 from distributed import Client, KilledWorker, LocalCluster, as_completed
 
 from nodcombine.batch.parts import merge_parts
-from nodcombine.batch.task import FAILED, VisitOutcome, starts_in_batch
+from nodcombine.batch.task import FAILED, VisitOutcome, completed_outcome, starts_in_batch
 
 __all__ = ["VISIT_RESOURCE", "WORKER_CONFIG", "batch_client", "outcomes"]
 
@@ -111,22 +114,23 @@ def outcomes(client, jobs, reducer, *, parts=None, show_progress=True):
     reducer itself failed) gives a ``failed`` outcome naming it; the rest go on.
     """
     parts = parts or {}
-    futures = {}
-    options = {"pure": False, **_one_at_a_time(client)}
-    for job in jobs:
-        key = f"visit-{job.name}-{job.batch_id}"
-        if parts.get(job.name):
-            inputs = [_submitted(client, reducer, piece, options) for piece in parts[job.name]]
-            future = client.submit(merge_parts, job, *inputs, key=key, **options)
-        else:
-            future = client.submit(reducer, job, key=key, **options)
-        futures[future] = job
+    submit = _Submitter(client, reducer, {"pure": False, **_one_at_a_time(client)})
+    futures = {submit.visit(job, parts.get(job.name)): job for job in jobs}
     progress = _Progress(len(futures), enabled=show_progress)
-    for future in as_completed(futures):
-        job = futures[future]
+    stream = as_completed(futures)
+    for future in stream:
+        job = futures.pop(future)
         try:
             outcome = future.result()
         except KilledWorker as err:
+            if submit.bystander(err) and submit.count[job.name] <= err.allowed_failures:
+                log.warning("%s: its task was queued on workers that another task killed; "
+                            "submitted again", job.name)  # fmt: skip
+                again = submit.visit(job, parts.get(job.name))
+                futures[again] = job
+                stream.add(again)
+                future.release()
+                continue
             outcome = VisitOutcome(
                 name=job.name,
                 status=FAILED,
@@ -141,18 +145,58 @@ def outcomes(client, jobs, reducer, *, parts=None, show_progress=True):
     progress.close()
 
 
+class _Submitter:
+    """Submits visits (whole, or as parts and their merge) under keys never used before.
+
+    Remembers which job or part each key runs, so that a `~distributed.KilledWorker`
+    can be traced to the task it names.
+    """
+
+    def __init__(self, client, reducer, options):
+        self.client, self.reducer, self.options = client, reducer, options
+        self.count = Counter()  # submissions per visit
+        self.units = {}  # key -> the job or part job it runs
+
+    def visit(self, job, pieces):
+        """The future of ``job``'s outcome; a part completed in this batch is not rerun."""
+        self.count[job.name] += 1
+        again = self.count[job.name] - 1
+        suffix = f"-{job.batch_id}" + (f"-again{again}" if again else "")
+        if not pieces:
+            return self._submit(job, f"visit-{job.name}{suffix}")
+        inputs = [
+            piece
+            if isinstance(piece, VisitOutcome)  # complete from an earlier run (resumed)
+            else (again and self._done_in_this_batch(piece))
+            or self._submit(piece, f"part-{piece.label}{suffix}")
+            for piece in pieces
+        ]
+        return self.client.submit(
+            merge_parts, job, *inputs, key=f"visit-{job.name}{suffix}", **self.options
+        )
+
+    @staticmethod
+    def _done_in_this_batch(piece):
+        """The outcome of a part this batch already completed, or None."""
+        outcome = completed_outcome(piece)
+        return outcome if outcome is not None and outcome.batch_id == piece.batch_id else None
+
+    def _submit(self, unit, key):
+        self.units[key] = unit
+        return self.client.submit(self.reducer, unit, key=key, **self.options)
+
+    def bystander(self, err):
+        """Whether the task Dask gave up on started fewer times than its workers died."""
+        unit = self.units.get(err.task)
+        return unit is not None and starts_in_batch(unit) <= err.allowed_failures
+
+
 def _one_at_a_time(client):
     """``resources`` for `Client.submit` if every worker has a `VISIT_RESOURCE`, else none."""
     workers = client.scheduler_info().get("workers", {}).values()
     if workers and all(VISIT_RESOURCE in w.get("resources", {}) for w in workers):
         return {"resources": {VISIT_RESOURCE: 1}}
     return {}
-
-
-def _submitted(client, reducer, piece, options):
-    if isinstance(piece, VisitOutcome):  # a part complete from an earlier run
-        return piece
-    return client.submit(reducer, piece, key=f"part-{piece.label}-{piece.batch_id}", **options)
 
 
 class _Progress:
