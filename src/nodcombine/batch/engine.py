@@ -164,22 +164,20 @@ class _Submitter:
         suffix = f"-{job.batch_id}" + (f"-again{again}" if again else "")
         if not pieces:
             return self._submit(job, f"visit-{job.name}{suffix}")
-        inputs = [
-            piece
-            if isinstance(piece, VisitOutcome)  # complete from an earlier run (resumed)
-            else (again and self._done_in_this_batch(piece))
-            or self._submit(piece, f"part-{piece.label}{suffix}")
-            for piece in pieces
-        ]
+        inputs = [self._part(piece, suffix, again) for piece in pieces]
         return self.client.submit(
             merge_parts, job, *inputs, key=f"visit-{job.name}{suffix}", **self.options
         )
 
-    @staticmethod
-    def _done_in_this_batch(piece):
-        """The outcome of a part this batch already completed, or None."""
-        outcome = completed_outcome(piece)
-        return outcome if outcome is not None and outcome.batch_id == piece.batch_id else None
+    def _part(self, piece, suffix, again):
+        """A part's future, or its outcome if it is complete (resumed, or done before)."""
+        if isinstance(piece, VisitOutcome):  # complete from an earlier run, resumed
+            return piece
+        if again:  # a part of this visit this batch already completed is not rerun
+            outcome = completed_outcome(piece)
+            if outcome is not None and outcome.batch_id == piece.batch_id:
+                return outcome
+        return self._submit(piece, f"part-{piece.label}{suffix}")
 
     def _submit(self, unit, key):
         self.units[key] = unit
