@@ -198,6 +198,12 @@ def _centred(data, values):
     return values - mean[None]
 
 
+def _centred_stack(data, values):
+    """`_centred` of each of a stack of arrays (first axis), in one pass."""
+    mean = np.einsum("jrc,ijrc->irc", data.weight, values) * data.inv_total_weight
+    return values - mean[:, None]
+
+
 def _per_block(values, blocks, n_blocks):
     """Sum per-column arrays (first axis: column) into blocks."""
     out = np.zeros((n_blocks, *values.shape[1:]))
@@ -259,9 +265,10 @@ def evaluate_profile(
         if additive_derivatives is not None and len(additive_derivatives):
             # the fluxes respond to a background as to a profile change (Kaufman)
             model_derivs = np.concatenate([model_derivs, additive_derivatives])
-        centred = np.stack([_centred(data, d) for d in model_derivs])
+        centred = _centred_stack(data, model_derivs)
         rhs_d = _per_block(np.einsum("jrc,ijrc->cji", wp, centred), blocks, n_blocks)
         shift = np.linalg.solve(normal, rhs_d)[blocks]  # (nx, n_exp, n_params)
-        moved = model_derivs - shift.transpose(2, 1, 0)[:, :, None, :] * profile[None]
-        jacobian = np.stack([-(sqrt_w * _centred(data, m))[data.active] for m in moved], axis=1)
+        # centring is linear: centred(d - s P) = centred(d) - centred(s P)
+        moved = centred - _centred_stack(data, shift.transpose(2, 1, 0)[:, :, None, :] * profile)
+        jacobian = -(moved * sqrt_w)[:, data.active].T
     return ProfileEvaluation(residuals, jacobian, amplitudes, block_amplitudes.T, block_variance.T)
