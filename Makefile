@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_extract.py
 	$(BIN)/python benchmarks/bench_profiles.py
 	$(BIN)/python benchmarks/bench_ceers_errors.py
+	$(BIN)/python benchmarks/bench_model_screen.py
 	$(BIN)/python benchmarks/bench_visit_memory.py
 	$(BIN)/python benchmarks/bench_real_geometry.py
 	$(BIN)/python benchmarks/bench_batch.py
@@ -44,6 +45,7 @@ bench-profiles: $(STAMP)
 
 bench-ceers: $(STAMP)
 	$(BIN)/python benchmarks/bench_ceers_errors.py
+	$(BIN)/python benchmarks/bench_model_screen.py
 
 bench-extract: $(STAMP)
 	$(BIN)/python benchmarks/bench_extract.py
