@@ -45,7 +45,6 @@ bench-profiles: $(STAMP)
 
 bench-ceers: $(STAMP)
 	$(BIN)/python benchmarks/bench_ceers_errors.py
-	$(BIN)/python benchmarks/bench_model_screen.py
 
 bench-extract: $(STAMP)
 	$(BIN)/python benchmarks/bench_extract.py
