@@ -205,21 +205,26 @@ def _needs_no_fit(geom, data, current, model, settings, allowance):
 
 def gauss_newton_gain(residuals, jacobian):
     """Decrease of ``Σ r²`` from one Gauss-Newton step (exact for a linear model)."""
-    scale = np.linalg.norm(jacobian, axis=0)
-    scale[scale == 0] = 1.0  # a parameter the data do not see moves nothing
-    step, *_ = np.linalg.lstsq(jacobian / scale, -residuals, rcond=None)
-    moved = (jacobian / scale) @ step
+    scaled, _ = _unit_columns(jacobian)
+    step, *_ = np.linalg.lstsq(scaled, -residuals, rcond=None)
+    moved = scaled @ step
     return float(-(2.0 * residuals @ moved + moved @ moved))
 
 
 def wald_cost(theta, jacobian, dropped):
     """Increase of ``Σ r²`` when the ``dropped`` parameters are held at 0, linearised."""
-    scale = np.linalg.norm(jacobian, axis=0)
-    scale[scale == 0] = 1.0
-    covariance = np.linalg.pinv((jacobian / scale).T @ (jacobian / scale))
+    scaled, scale = _unit_columns(jacobian)
+    covariance = np.linalg.pinv(scaled.T @ scaled)
     values = theta[dropped] * scale[dropped]
     block = covariance[np.ix_(dropped, dropped)]
     return float(values @ np.linalg.solve(block, values))
+
+
+def _unit_columns(jacobian):
+    """The Jacobian with columns of unit norm (for conditioning), and the norms."""
+    scale = np.linalg.norm(jacobian, axis=0)
+    scale[scale == 0] = 1.0  # a parameter the data do not see moves nothing
+    return jacobian / scale, scale
 
 
 def _score(geom, data, model, theta, settings):
