@@ -28,10 +28,9 @@ _BETA = (1.0, 20.0)  # Moffat power of the wings: beyond 20 the image is Gaussia
 _MAX_SKEW = 0.6  # halves of a skewed image at most 4 times as wide as each other
 _NO_HALO = {"halo": False}
 # Candidates whose fit cannot change the choice are not fitted.  The Gauss-Newton
-# prediction of a nested candidate's gain agreed with the fitted gain to within 30 %
+# prediction of a nested candidate's gain agreed with the fitted gain to within 15 %
 # in all 272 such steps of 48 simulated slits and CEERS 933 (docs/trace_fit.md,
-# benchmarks/bench_model_screen.py); these
-# factors leave that much room and more.
+# benchmarks/bench_model_screen.py); these factors leave that much room and more.
 _SCREEN_GAIN = 0.5  # a new term predicted to gain under half its penalty is not fitted
 _SCREEN_LOSS = 2.0  # a term whose removal is predicted to cost twice its allowance stays
 
