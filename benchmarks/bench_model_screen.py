@@ -64,35 +64,22 @@ class _Recorder:
         self.original = modelfit._better
 
     def __call__(self, geom, data, current, model, settings, penalty, tried):
-        from nodcombine.trace_fit.tracemodel import ProfileObjective
-
         mf = self.modelfit
         chosen = self.original(geom, data, current, model, settings, penalty, tried)
         if model == current.model:
             return chosen
         extra = len(model.names) - len(current.model.names)
         allowance = penalty * extra * current.dispersion
+        predicted = mf.predicted_gain(geom, data, current, model, settings)
+        if predicted is None:
+            return chosen  # not judged by the screen: always fitted
         start = model.embed(current.theta, current.model)
         trial = mf._fit_once(geom, data, model, start, settings)
         fitted = np.nan
         if trial is not None:
             fitted = current.score - mf._score(geom, data, model, trial, settings)[0]
-        if extra > 0:
-            objective = ProfileObjective(geom, data, model, settings)
-            residuals = objective.residuals(start)
-            if not np.isclose(residuals @ residuals, current.score, rtol=1e-9, atol=0.0):
-                return chosen  # not nested: always fitted
-            predicted = mf.gauss_newton_gain(residuals, objective.jacobian(start))
-            screened = predicted < mf._SCREEN_GAIN * allowance
-        else:
-            first_shape = len(current.model.names) - current.model.n_shape
-            dropped = [k for k, n in enumerate(current.model.names) if n not in model.names]
-            if max(dropped) >= first_shape:
-                return chosen
-            objective = ProfileObjective(geom, data, current.model, settings)
-            jacobian = objective.jacobian(current.theta)
-            predicted = -mf.wald_cost(current.theta, jacobian, dropped)
-            screened = predicted < mf._SCREEN_LOSS * allowance
+        factor = mf._SCREEN_GAIN if extra > 0 else mf._SCREEN_LOSS
+        screened = predicted < factor * allowance
         taken = bool(np.isfinite(fitted) and fitted / current.dispersion > penalty * extra)
         self.rows.append((extra > 0, predicted, fitted, allowance, screened, taken))
         return chosen

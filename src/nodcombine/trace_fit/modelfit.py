@@ -172,34 +172,45 @@ def _better(geom, data, current, model, settings, penalty, tried):
 def _needs_no_fit(geom, data, current, model, settings, allowance):
     """Whether the linearised objective already decides against ``model``.
 
+    A richer model is not fitted when one Gauss-Newton step is predicted to
+    gain under `_SCREEN_GAIN` of ``allowance``; a model without some
+    coefficients is not fitted when dropping them is predicted to cost over
+    `_SCREEN_LOSS` times what is allowed (`predicted_gain`).
+    """
+    gain = predicted_gain(geom, data, current, model, settings)
+    if gain is None:
+        return False
+    factor = _SCREEN_GAIN if allowance > 0 else _SCREEN_LOSS
+    screened = gain < factor * allowance
+    if screened:
+        log.debug(
+            "model %s not fitted: predicted gain %.2f, allowance %.2f", model.names, gain, allowance
+        )
+    return screened
+
+
+def predicted_gain(geom, data, current, model, settings):
+    """The fall of the objective from ``current`` to ``model``, linearised; None if not judged.
+
     A richer model that reproduces ``current`` at its starting point (new
-    coefficients at 0) is not fitted when one Gauss-Newton step from there is
-    predicted to gain under `_SCREEN_GAIN` of ``allowance``; a model without
-    some offset, width or background coefficients is not fitted when dropping
-    them is predicted (Wald) to cost over `_SCREEN_LOSS` times what is allowed.
-    Shape parameters enter too far from linearly to be judged so.
+    coefficients at 0): one Gauss-Newton step from there.  A model without
+    some offset, width or background coefficients: minus the Wald cost of
+    holding them at 0.  Other changes (a halo or wings, whose start is not the
+    current model; shape parameters dropped) enter too far from linearly.
     """
     if len(model.names) > len(current.model.names):
         start = model.embed(current.theta, current.model)
         objective = ProfileObjective(geom, data, model, settings)
         residuals = objective.residuals(start)
         if not np.isclose(residuals @ residuals, current.score, rtol=1e-9, atol=0.0):
-            return False  # not nested at the start: the shape terms' guesses differ
-        gain = gauss_newton_gain(residuals, objective.jacobian(start))
-        screened = gain < _SCREEN_GAIN * allowance
-    else:
-        first_shape = len(current.model.names) - current.model.n_shape
-        dropped = [k for k, name in enumerate(current.model.names) if name not in model.names]
-        if not dropped or max(dropped) >= first_shape:
-            return False
-        objective = ProfileObjective(geom, data, current.model, settings)
-        gain = -wald_cost(current.theta, objective.jacobian(current.theta), dropped)
-        screened = gain < _SCREEN_LOSS * allowance
-    if screened:
-        log.debug(
-            "model %s not fitted: predicted gain %.2f, allowance %.2f", model.names, gain, allowance
-        )
-    return screened
+            return None  # not nested at the start: the shape terms' guesses differ
+        return gauss_newton_gain(residuals, objective.jacobian(start))
+    first_shape = len(current.model.names) - current.model.n_shape
+    dropped = [k for k, name in enumerate(current.model.names) if name not in model.names]
+    if not dropped or max(dropped) >= first_shape:
+        return None
+    objective = ProfileObjective(geom, data, current.model, settings)
+    return -wald_cost(current.theta, objective.jacobian(current.theta), dropped)
 
 
 def gauss_newton_gain(residuals, jacobian):
